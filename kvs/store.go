@@ -1,0 +1,201 @@
+package kvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Errors returned by a Store. Callers branch on them with errors.Is; the
+// returned error usually wraps one of them together with a short cause.
+var (
+	// ErrNotFound means the key does not exist.
+	ErrNotFound = errors.New("kvs: key not found")
+	// ErrPrecondition means a write condition (Cond) did not hold: the
+	// current version differs from Cond.IfVersion, or Cond.CreateOnly was
+	// set and the key exists. Nothing was written.
+	ErrPrecondition = errors.New("kvs: version precondition failed")
+	// ErrUnavailable means the store could not serve the request: the
+	// database is down or timed out, the disk is read-only or full, the
+	// store is closed. Retrying later may succeed.
+	ErrUnavailable = errors.New("kvs: store unavailable")
+	// ErrInvalidKey means a key (or a List prefix or cursor) is malformed;
+	// see ValidateKey.
+	ErrInvalidKey = errors.New("kvs: invalid key")
+)
+
+// DefaultStoreURL is the store OpenStore uses when given an empty URL.
+const DefaultStoreURL = "bolt:data/kvs.db"
+
+// DefaultStatementTimeout bounds each store operation when
+// StoreOptions.StatementTimeout is zero.
+const DefaultStatementTimeout = 5 * time.Second
+
+// DefaultListLimit is the page size List uses when given a limit < 1.
+const DefaultListLimit = 1000
+
+// Cond is a write precondition. The zero value means unconditional.
+//
+// IfVersion > 0 writes only if the key exists with exactly that version.
+// CreateOnly writes only if the key does not exist. Setting both, or a
+// negative IfVersion, is a condition no key can meet: Put returns
+// ErrPrecondition.
+type Cond struct {
+	IfVersion  int64 // >0: write only if the current version equals this
+	CreateOnly bool  // write only if the key does not exist
+}
+
+// Entry is a stored value with its metadata.
+type Entry struct {
+	Key     string
+	Value   []byte    // never nil; empty for an empty value
+	Version int64     // the store revision of the Put that wrote Value
+	Updated time.Time // time of that Put, UTC (microseconds in PostgreSQL)
+}
+
+// KeyInfo describes a key without its value, as returned by List.
+type KeyInfo struct {
+	Key     string    `json:"key"`
+	Version int64     `json:"version"`
+	Size    int       `json:"size"` // value length in bytes
+	Updated time.Time `json:"updated"`
+}
+
+// Store is a key-value store with versioned, conditional writes.
+//
+// Versions are store-wide revisions: every successful Put gets a version
+// greater than that of every Put that completed before it started, on any
+// key, so a deleted and recreated key never gets an old version back and
+// an If-Match on a stale version cannot succeed by accident (no ABA).
+// Versions are unique but not contiguous.
+//
+// Keys must pass ValidateKey; methods return a wrapped ErrInvalidKey
+// otherwise. Every method returns a wrapped ErrUnavailable when the
+// backend cannot be reached, and the context's error (errors.Is
+// context.Canceled or context.DeadlineExceeded) when ctx ends first; in
+// both cases a write may or may not have happened, except that a write
+// whose ctx is already done on entry never happens. A Store is safe for
+// concurrent use.
+type Store interface {
+	// Get returns the entry for key, or ErrNotFound.
+	Get(ctx context.Context, key string) (Entry, error)
+
+	// Put stores value under key if c holds and returns the new version.
+	// It returns ErrPrecondition when c does not hold (an IfVersion on a
+	// missing key does not hold). A nil value is stored as empty.
+	Put(ctx context.Context, key string, value []byte, c Cond) (int64, error)
+
+	// Delete removes key if c holds. It returns ErrNotFound when the key
+	// does not exist (whatever c says) and ErrPrecondition when it exists
+	// but its version differs from c.IfVersion or c.CreateOnly is set.
+	Delete(ctx context.Context, key string, c Cond) error
+
+	// List returns, in byte order, at most limit keys that start with
+	// prefix and sort strictly after the cursor after (empty: from the
+	// start). A limit < 1 means DefaultListLimit. next is the last key
+	// returned when more keys remain, to be passed as after for the next
+	// page, and "" on the last page.
+	List(ctx context.Context, prefix, after string, limit int) (keys []KeyInfo, next string, err error)
+
+	// Ping checks that the store can serve requests; it returns a wrapped
+	// ErrUnavailable when it cannot.
+	Ping(ctx context.Context) error
+
+	// Close releases the store. Calls after Close return ErrUnavailable.
+	// Closing twice returns nil.
+	Close() error
+}
+
+// StoreOptions configures OpenStore. The zero value is usable.
+type StoreOptions struct {
+	// MaxConns caps the PostgreSQL connection pool (0: pgxpool's default,
+	// max(4, GOMAXPROCS)). Ignored by bolt.
+	MaxConns int32
+
+	// StatementTimeout bounds every operation (0: DefaultStatementTimeout).
+	// PostgreSQL: sent as statement_timeout and enforced again with a
+	// context deadline slightly later, so a dead or hung server cannot
+	// hold a request much longer; also the connect timeout. Bolt: how long
+	// OpenStore waits for another process's lock on the file.
+	StatementTimeout time.Duration
+
+	// Schema is the PostgreSQL schema holding the tables ("" : "public").
+	// It is created if missing. Letters, digits and '_' only. Tests use a
+	// schema each for isolation. Ignored by bolt.
+	Schema string
+
+	// Logger receives migration and degraded-mode notices; nil discards.
+	Logger *slog.Logger
+}
+
+func (o StoreOptions) timeout() time.Duration {
+	if o.StatementTimeout > 0 {
+		return o.StatementTimeout
+	}
+	return DefaultStatementTimeout
+}
+
+func (o StoreOptions) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// OpenStore opens the store named by rawURL:
+//
+//	bolt:PATH                 an embedded bbolt file (parent directory created 0700)
+//	postgres://... or postgresql://...   a PostgreSQL database (schema migrated on open)
+//
+// An empty rawURL means DefaultStoreURL. Errors never contain a database
+// password. A bolt file that cannot be opened for writing (read-only disk
+// or file) is opened read-only with a warning logged: reads work and
+// writes return ErrUnavailable.
+func OpenStore(ctx context.Context, rawURL string, opts StoreOptions) (Store, error) {
+	if rawURL == "" {
+		rawURL = DefaultStoreURL
+	}
+	switch {
+	case strings.HasPrefix(rawURL, "bolt:"):
+		path := strings.TrimPrefix(rawURL, "bolt:")
+		if path == "" || strings.HasPrefix(path, "//") {
+			return nil, fmt.Errorf("kvs: store URL %q: want bolt:PATH, e.g. bolt:data/kvs.db or bolt:/var/lib/kvs/kvs.db", rawURL)
+		}
+		return openBolt(ctx, path, opts, false)
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		return openPostgres(ctx, rawURL, opts)
+	}
+	scheme, _, ok := strings.Cut(rawURL, ":")
+	if !ok || strings.ContainsAny(scheme, "/@ ") {
+		scheme = "(none)"
+	}
+	// Show only the scheme: the rest may hold a password.
+	return nil, fmt.Errorf("kvs: unsupported store URL scheme %q: want bolt:PATH, postgres://... or postgresql://...", scheme)
+}
+
+// redactURL returns rawURL with any password replaced, or a placeholder
+// when it does not parse (the parse error itself would quote it).
+func redactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable URL not shown)"
+	}
+	return u.Redacted()
+}
+
+// ctxErr wraps the caller's context error for op, or returns nil.
+func ctxErr(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+// satisfiable reports whether some state of a key could meet c.
+func satisfiable(c Cond) bool {
+	return c.IfVersion >= 0 && !(c.IfVersion > 0 && c.CreateOnly)
+}

@@ -1,0 +1,36 @@
+// Package pki is kvsctl's certificate toolkit: it creates a local certificate
+// authority, issues and renews server and client certificates, signs external
+// CSRs, maintains a signed certificate revocation list (CRL) and an inventory
+// of everything the CA issued, exports PKCS#12 bundles and installs the CA into
+// system trust stores. Everything is done natively with crypto/x509; nothing
+// shells out to openssl.
+//
+// # Files on disk
+//
+// A PKI lives in one directory (by default certs/), laid out by [Dir]:
+//
+//	ca.crt, ca.key            the root CA (CA mode only)
+//	server.crt, server.key    the server's certificate and key
+//	client.crt, client.key    the default client's certificate and key
+//	crl.pem                   the signed CRL (CA mode only)
+//	inventory.json            every certificate the CA issued
+//	issued/NAME.crt, .key     further leaves (pki issue, sign, renew)
+//
+// In self-signed mode ([InitOptions].SelfSigned) there is no CA: the server and
+// the client each hold a self-signed certificate and each trusts exactly the
+// other's, like the original `openssl req -x509` set-up. [Dir.Mode] tells the
+// two layouts apart so that callers work unchanged in either mode.
+//
+// # Guarantees
+//
+//   - Private keys are written 0600, certificates and CRLs 0644, the directory
+//     0700. A key file that group or others can read is refused on load.
+//   - Every file is written to a temporary file in the same directory and
+//     renamed into place, so a crash leaves the old file or the new one.
+//   - Operations that write several files check everything first and generate
+//     everything in memory, so a failure leaves no half-written PKI behind.
+//   - Existing files are never overwritten unless the caller asks to.
+//   - Serial numbers are 128-bit random; CRL numbers only increase.
+//   - A CSR never obtains an extension it asks for: only its subject and SANs
+//     are copied into the certificate.
+package pki

@@ -1,0 +1,134 @@
+package pki
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ExpiringWithin is how close to its end a certificate is called expiring.
+const ExpiringWithin = 30 * 24 * time.Hour
+
+// Record is one certificate the CA issued.
+type Record struct {
+	Serial    string     `json:"serial"` // lower-case hex
+	Name      string     `json:"name"`
+	Kind      string     `json:"kind"` // "ca", "server" or "client"
+	Subject   string     `json:"subject"`
+	Hosts     []string   `json:"hosts,omitempty"`
+	NotBefore time.Time  `json:"not_before"`
+	NotAfter  time.Time  `json:"not_after"`
+	File      string     `json:"file"` // relative to the PKI directory
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+}
+
+// Status is the state of a record at a moment.
+func (r Record) Status(now time.Time) string {
+	switch {
+	case r.RevokedAt != nil:
+		return "revoked"
+	case now.After(r.NotAfter):
+		return "expired"
+	case now.Before(r.NotBefore):
+		return "not yet valid"
+	case r.NotAfter.Sub(now) < ExpiringWithin:
+		return "expiring"
+	}
+	return "valid"
+}
+
+// Inventory is the list of everything the CA issued and the number of the
+// last CRL, kept in inventory.json.
+type Inventory struct {
+	Certificates []Record `json:"certificates"`
+	CRLNumber    int64    `json:"crl_number"`
+}
+
+// SerialHex formats a certificate serial the way the inventory stores it.
+func SerialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
+
+// NewRecord describes a certificate for the inventory.
+func NewRecord(name, kind, file string, c *x509.Certificate) Record {
+	r := Record{
+		Serial: SerialHex(c), Name: name, Kind: kind, Subject: c.Subject.String(),
+		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), File: file,
+	}
+	r.Hosts = append(r.Hosts, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		r.Hosts = append(r.Hosts, ip.String())
+	}
+	return r
+}
+
+// LoadInventory reads the inventory; a missing file is an empty inventory.
+func (d Dir) LoadInventory() (*Inventory, error) {
+	data, err := os.ReadFile(d.Inventory())
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Inventory{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read inventory: %w", err)
+	}
+	var inv Inventory
+	if err := json.Unmarshal(data, &inv); err != nil {
+		return nil, fmt.Errorf("read inventory %s: %w", d.Inventory(), err)
+	}
+	return &inv, nil
+}
+
+// encode renders the inventory as indented JSON.
+func (inv *Inventory) encode() ([]byte, error) {
+	data, err := json.MarshalIndent(inv, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode inventory: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// Find returns the record with the given serial (hex, any case, optional
+// colons or 0x prefix), or nil.
+func (inv *Inventory) Find(serial string) *Record {
+	s := NormalizeSerial(serial)
+	for i := range inv.Certificates {
+		if inv.Certificates[i].Serial == s {
+			return &inv.Certificates[i]
+		}
+	}
+	return nil
+}
+
+// NormalizeSerial turns "0A:FF", "0x0aff" or "0AFF" into "aff".
+func NormalizeSerial(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimPrefix(s, "0x")
+	s = strings.ReplaceAll(s, ":", "")
+	s = strings.TrimLeft(s, "0")
+	if s == "" {
+		return "0"
+	}
+	return s
+}
+
+// lock takes an exclusive advisory lock on the PKI directory so that two
+// kvsctl processes never interleave updates of the inventory and the CRL.
+func (d Dir) lock() (func(), error) {
+	f, err := os.OpenFile(d.Path(".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", string(d), err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", string(d), err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}

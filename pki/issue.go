@@ -1,0 +1,124 @@
+package pki
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// IssueOptions configures [Issue].
+type IssueOptions struct {
+	Dir        Dir
+	Profile    Profile
+	Name       string   // file name under issued/ and the certificate's common name
+	Hosts      []string // SANs; for a server certificate nil means [Name]
+	Days       int      // 0 means DefaultLeafDays
+	KeyType    KeyType  // "" means RSA2048
+	Passphrase []byte   // decrypts the CA key
+	Force      bool     // replace issued/NAME.crt and .key
+	Now        time.Time
+
+	// NotBefore and NotAfter override the validity window. They exist for
+	// tests and attack scenarios (expired and not-yet-valid certificates)
+	// and have no command-line flag.
+	NotBefore, NotAfter time.Time
+}
+
+// Issued is a leaf certificate that was issued and recorded.
+type Issued struct {
+	Cert     *x509.Certificate
+	CertFile string
+	KeyFile  string // empty when the key is not ours (signed CSR)
+	Record   Record
+}
+
+// Issue creates a key and a leaf certificate signed by the CA, writes them to
+// issued/NAME.crt and issued/NAME.key and records the certificate in the
+// inventory.
+func Issue(ctx context.Context, o IssueOptions) (*Issued, error) {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if err := CheckName(o.Name); err != nil {
+		return nil, err
+	}
+	if _, err := ParseProfile(string(o.Profile)); err != nil {
+		return nil, err
+	}
+	if _, err := ParseKeyType(string(o.KeyType)); err != nil {
+		return nil, err
+	}
+	ca, err := LoadCA(o.Dir, o.Passphrase, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	if o.Hosts == nil && o.Profile == ProfileServer {
+		o.Hosts = []string{o.Name}
+	}
+	keys, err := generateKeys(ctx, o.KeyType, 1)
+	if err != nil {
+		return nil, err
+	}
+	req := LeafRequest{
+		Profile: o.Profile, Subject: pkix.Name{CommonName: o.Name}, Hosts: o.Hosts,
+		Days: o.Days, PublicKey: keys[0].Public(), NotBefore: o.NotBefore, NotAfter: o.NotAfter,
+	}
+	return ca.issueAndRecord(o.Dir, o.Name, req, keys[0], o.Force, o.Now)
+}
+
+// issueAndRecord signs req, writes the certificate (and key, when not nil)
+// under issued/ and appends the record to the inventory, all under the
+// directory lock. When the inventory cannot be written, the new files are
+// removed again.
+func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Signer, force bool, now time.Time) (*Issued, error) {
+	cert, err := ca.Sign(req, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(d.IssuedCert(name)), DirMode); err != nil {
+		return nil, fmt.Errorf("create %s: %w", filepath.Dir(d.IssuedCert(name)), err)
+	}
+	unlock, err := d.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	inv, err := d.LoadInventory()
+	if err != nil {
+		return nil, err
+	}
+	out := &Issued{Cert: cert, CertFile: d.IssuedCert(name)}
+	files := []pendingFile{{out.CertFile, PEMCert(cert.Raw), CertMode}}
+	if key != nil {
+		pemKey, err := MarshalKey(key, nil)
+		if err != nil {
+			return nil, err
+		}
+		out.KeyFile = d.IssuedKey(name)
+		files = append([]pendingFile{{out.KeyFile, pemKey, KeyMode}}, files...)
+	}
+	rel, _ := filepath.Rel(string(d), out.CertFile)
+	out.Record = NewRecord(name, string(req.Profile), rel, cert)
+	inv.Certificates = append(inv.Certificates, out.Record)
+	invData, err := inv.encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeAll(files, force); err != nil {
+		return nil, err
+	}
+	if err := WriteFileAtomic(d.Inventory(), invData, CertMode, true); err != nil {
+		if !force {
+			for _, f := range files {
+				os.Remove(f.path)
+			}
+		}
+		return nil, err
+	}
+	return out, nil
+}

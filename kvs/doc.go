@@ -1,0 +1,40 @@
+// Package kvs is a key-value store served over mutual TLS: the HTTP
+// server and its Go client, their TLS configuration, and the Store
+// interface with its two implementations.
+//
+// # Storage
+//
+// A Store holds keys (1 to MaxKeyLen bytes of UTF-8 without NUL, see
+// ValidateKey) and opaque byte values. Every write is versioned with a
+// store-wide revision, so a version identifies one write of one key for
+// the life of the store, and conditional writes (Cond: If-Match by
+// version, or create-only) cannot be fooled by a key that was deleted and
+// recreated. Keys list in byte order, in pages.
+//
+// OpenStore chooses the implementation from a URL:
+//
+//   - bolt:PATH — an embedded bbolt file (default bolt:data/kvs.db; the
+//     directory is created 0700, the file 0600). One process at a time:
+//     a second opener gets "locked by another process". Each write returns
+//     after its commit is fsynced; concurrent writes share commits. A file
+//     that cannot be written is served read-only.
+//   - postgres://... or postgresql://... — PostgreSQL through a pgx pool.
+//     The tables kv, kvs_schema_version and the sequence kv_revision live in
+//     StoreOptions.Schema (default public) and are created by embedded,
+//     numbered migrations (migrations/*.sql) applied under an advisory lock
+//     when the store opens. Each operation is bounded by
+//     StoreOptions.StatementTimeout, so a database that is down or hung
+//     yields ErrUnavailable rather than a stuck request, and the pool
+//     reconnects by itself when the database returns.
+//
+// Store errors wrap ErrNotFound, ErrPrecondition, ErrInvalidKey or
+// ErrUnavailable for callers to branch on, or the caller's context error
+// when it ends first. No error includes a database password.
+//
+// The package kvs/kvstest is the conformance suite both implementations
+// pass, against a temporary directory and a real PostgreSQL (tests read
+// KVS_TEST_DATABASE).
+//
+// The package does not print or log on its own: components that log take
+// a *slog.Logger, nil meaning discard.
+package kvs

@@ -22,7 +22,8 @@ import (
 )
 
 // loudSkip prints the missing-database warning once per test binary, on
-// stderr, so it shows without -v.
+// stderr. go test shows it with -v or when run without package arguments;
+// in package-list mode (go test ./...) it shows only as a SKIP under -v.
 var loudSkip sync.Once
 
 // testDatabase returns $KVS_TEST_DATABASE. Without it the test skips

@@ -174,7 +174,7 @@ func OpenStore(ctx context.Context, rawURL string, opts StoreOptions) (Store, er
 		scheme = "(none)"
 	}
 	// Show only the scheme: the rest may hold a password.
-	return nil, fmt.Errorf("kvs: unsupported store URL scheme %q: want bolt:PATH, postgres://... or postgresql://...", scheme)
+	return nil, fmt.Errorf("kvs: unsupported store URL scheme %q: want bolt:PATH, postgres://HOST/DB or postgresql://HOST/DB", scheme)
 }
 
 // redactURL returns rawURL with any password replaced, or a placeholder

@@ -1,0 +1,120 @@
+package kvs
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kvsctl/kvsctl/pki"
+)
+
+// testPKI creates a PKI (CA or self-signed mode) with fast ECDSA keys.
+func testPKI(t *testing.T, selfSigned bool) pki.Dir {
+	t.Helper()
+	d := pki.Dir(filepath.Join(t.TempDir(), "certs"))
+	if _, err := pki.Init(context.Background(), pki.InitOptions{Dir: d, SelfSigned: selfSigned, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type testServer struct {
+	addr  string
+	tls   *ServerTLS
+	store Store
+	log   *syncBuffer
+	srv   *Server
+}
+
+// startServer serves the PKI's server files with the given store (nil: a
+// bolt store in a temp dir) on 127.0.0.1:0 until the test ends.
+func startServer(t *testing.T, d pki.Dir, store Store, mutate func(*Config)) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	files, err := ServerFilesFromDir(string(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewServerTLS(files, ServerTLSOptions{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store == nil {
+		store, err = OpenStore(ctx, "bolt:"+filepath.Join(t.TempDir(), "kvs.db"), StoreOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+	}
+	cfg := Config{TLS: st, Store: store, Logger: logger}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("server did not shut down")
+		}
+	})
+	return &testServer{addr: ln.Addr().String(), tls: st, store: store, log: logs, srv: srv}
+}
+
+// newTestClient connects with the PKI's default client files.
+func newTestClient(t *testing.T, d pki.Dir, addr string, mutate func(*ClientConfig)) *Client {
+	t.Helper()
+	files, err := ClientFilesFromDir(string(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	cfg := ClientConfig{Server: "localhost:" + port, Files: files, Timeout: 10 * time.Second}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}

@@ -1,0 +1,43 @@
+package kvs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestRoundTripBothModes(t *testing.T) {
+	for _, mode := range []struct {
+		name       string
+		selfSigned bool
+	}{{"ca", false}, {"self-signed", true}} {
+		for _, http1 := range []bool{false, true} {
+			name := mode.name + map[bool]string{false: "/h2", true: "/http1"}[http1]
+			t.Run(name, func(t *testing.T) {
+				d := testPKI(t, mode.selfSigned)
+				ts := startServer(t, d, nil, nil)
+				c := newTestClient(t, d, ts.addr, func(cc *ClientConfig) { cc.HTTP1 = http1 })
+				ctx := context.Background()
+				val := []byte("world\x00\xff")
+				v, err := c.Put(ctx, "hello/../x", val, Cond{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, err := c.Get(ctx, "hello/../x")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(e.Value, val) || e.Version != v {
+					t.Fatalf("got %q v%d, want %q v%d", e.Value, e.Version, val, v)
+				}
+				if _, err := c.Put(ctx, "hello/../x", []byte("z"), Cond{IfVersion: v + 1000}); !errors.Is(err, ErrPrecondition) {
+					t.Fatalf("CAS mismatch: got %v", err)
+				}
+				if _, err := c.Get(ctx, "missing"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("missing: got %v", err)
+				}
+			})
+		}
+	}
+}

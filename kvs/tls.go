@@ -81,7 +81,7 @@ type ServerTLS struct {
 	ticket [32]byte // session ticket key, stable across reloads
 	snap   atomic.Pointer[tlsSnapshot]
 
-	reloadMu sync.Mutex // serialises Reload; never held on the handshake path
+	reloadMu sync.Mutex                // serialises Reload; never held on the handshake path
 	failed   atomic.Pointer[fileStamp] // files of the last failed reload, not retried until they change
 	lastLoud atomic.Int64
 }

@@ -35,6 +35,32 @@
 // pass, against a temporary directory and a real PostgreSQL (tests read
 // KVS_TEST_DATABASE).
 //
+// # Server
+//
+// Server (server.go, handlers.go) serves the HTTP API over HTTPS with HTTP/2
+// and HTTP/1.1 and requires a client certificate that chains to the CA
+// bundle and carries the clientAuth usage. ServerTLS (tls.go) holds the
+// certificate, the client roots and the CRL as one immutable snapshot behind
+// an atomic pointer: Reload (on SIGHUP, or when WatchTLS sees a file change)
+// builds a new snapshot and swaps it in, and a broken file keeps the old one.
+// Every handshake, resumed ones included, runs VerifyConnection, which checks
+// the CRL (whose signature was verified at load and whose NextUpdate is
+// checked on every use: an expired CRL refuses every client, loudly) and
+// re-verifies the chain of a resumed session against the current roots.
+// Session ticket keys survive reloads, so a session resumed after a
+// revocation reaches that check and is refused.
+//
+// Identity is the verified certificate's subject CN and SANs; an optional
+// Policy (policy.go) limits each identity to key prefixes and operations and
+// denies identities it does not name. Each request produces one audit line
+// (identity, serial, operation, key, status, sizes, duration, peer; never the
+// value) and Prometheus metrics (metrics.go). Errors reach clients as
+// {"error": "..."} with a status chosen in one place (statusOf) and never
+// carry internal details.
+//
+// Client (client.go) speaks the API with the same TLS files. It always
+// verifies the server's chain and host name; there is no option to skip it.
+//
 // The package does not print or log on its own: components that log take
 // a *slog.Logger, nil meaning discard.
 package kvs

@@ -144,16 +144,16 @@ func NewCA(commonName string, key crypto.Signer, now time.Time) (*CA, error) {
 func LoadCA(dir Dir, passphrase []byte, now time.Time) (*CA, error) {
 	if _, err := os.Stat(dir.CACert()); err != nil {
 		if m, merr := dir.Mode(); merr == nil && m == ModeSelfSigned {
-			return nil, fmt.Errorf("%s is a self-signed PKI without a CA: re-create it with 'kvsctl pki init --force' to use a CA: %w", string(dir), ErrNoCA)
+			return nil, errorOf(ErrNoCA, "%s is a self-signed PKI without a CA: re-create it with 'kvsctl pki init --force' to use a CA", string(dir))
 		}
-		return nil, fmt.Errorf("no CA in %s: run 'kvsctl pki init': %w", string(dir), ErrNoCA)
+		return nil, errorOf(ErrNoCA, "no CA in %s: run 'kvsctl pki init'", string(dir))
 	}
 	cert, err := LoadCert(dir.CACert())
 	if err != nil {
 		return nil, err
 	}
 	if !exists(dir.CAKey()) {
-		return nil, fmt.Errorf("no CA key %s: this directory can verify but not issue: %w", dir.CAKey(), ErrNoCA)
+		return nil, errorOf(ErrNoCA, "no CA key %s: this directory can verify but not issue", dir.CAKey())
 	}
 	key, err := LoadKey(dir.CAKey(), passphrase)
 	if err != nil {
@@ -195,6 +195,10 @@ type LeafRequest struct {
 	NotBefore  time.Time // zero: now minus a small backdate; set by tests and attack scenarios
 	NotAfter   time.Time // zero: NotBefore + Days
 	SelfSigned crypto.Signer
+
+	// rawSubject, when set, is the DER subject copied verbatim (from a CSR or
+	// a certificate being renewed) instead of Subject's encoding.
+	rawSubject []byte
 }
 
 // validity computes the window of a leaf, capped at MaxLeafDays.
@@ -253,8 +257,12 @@ func (r LeafRequest) template(now time.Time) (*x509.Certificate, error) {
 		IsCA:                  false,
 		SubjectKeyId:          skid,
 		EmailAddresses:        r.Emails,
+		RawSubject:            r.rawSubject,
 	}
 	for _, h := range r.Hosts {
+		if h != "" && !IsHostName(h) {
+			return nil, fmt.Errorf("invalid host %q: use a DNS name or an IP address", h)
+		}
 		if ip := net.ParseIP(h); ip != nil {
 			t.IPAddresses = append(t.IPAddresses, ip)
 		} else if h != "" {

@@ -145,8 +145,8 @@ func (c *CRL) Check(now time.Time) error {
 		return fmt.Errorf("CRL is not valid until %s", c.List.ThisUpdate.UTC().Format(time.RFC3339))
 	}
 	if !c.List.NextUpdate.IsZero() && now.After(c.List.NextUpdate) {
-		return fmt.Errorf("CRL expired at %s: re-sign it with 'kvsctl pki crl': %w",
-			c.List.NextUpdate.UTC().Format(time.RFC3339), ErrCRLExpired)
+		return errorOf(ErrCRLExpired, "CRL expired at %s: re-sign it with 'kvsctl pki crl'",
+			c.List.NextUpdate.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -173,3 +173,44 @@ func LoadCerts(path string) ([]*x509.Certificate, error) {
 	}
 	return certs, nil
 }
+
+// replaceFiles writes every file atomically, overwriting, in order. When one
+// write fails it puts back the previous content of the files it already
+// replaced (and removes the ones that did not exist), so a failure leaves the
+// set as it was. A crash in the middle can still leave some files new and some
+// old, each of them whole.
+func replaceFiles(files []pendingFile) error {
+	type previous struct {
+		path   string
+		data   []byte
+		mode   fs.FileMode
+		absent bool
+	}
+	var done []previous
+	for _, f := range files {
+		p := previous{path: f.path}
+		if fi, err := os.Stat(f.path); err == nil {
+			data, err := os.ReadFile(f.path)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", f.path, err)
+			}
+			p.data, p.mode = data, fi.Mode().Perm()
+		} else if errors.Is(err, fs.ErrNotExist) {
+			p.absent = true
+		} else {
+			return fmt.Errorf("stat %s: %w", f.path, err)
+		}
+		if err := WriteFileAtomic(f.path, f.data, f.mode, true); err != nil {
+			for i := len(done) - 1; i >= 0; i-- {
+				if done[i].absent {
+					os.Remove(done[i].path)
+				} else {
+					WriteFileAtomic(done[i].path, done[i].data, done[i].mode, true)
+				}
+			}
+			return err
+		}
+		done = append(done, p)
+	}
+	return nil
+}

@@ -16,7 +16,7 @@ import (
 // 127.0.0.1, ::1 and the machine's host name.
 func DefaultHosts() []string {
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
-	if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
+	if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" && IsHostName(h) {
 		hosts = append(hosts, h)
 	}
 	return hosts
@@ -69,7 +69,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	d := opts.Dir
 	if !opts.Force {
 		if m, err := d.Mode(); err == nil {
-			return nil, fmt.Errorf("%s already holds a %s PKI: use --force to replace it: %w", string(d), m, fs.ErrExist)
+			return nil, errorOf(fs.ErrExist, "%s already holds a %s PKI: use --force to replace it", string(d), m)
 		}
 	}
 	if err := ensureDir(string(d)); err != nil {

@@ -27,6 +27,8 @@ type Record struct {
 	File      string     `json:"file"` // relative to the PKI directory
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	Reason    string     `json:"reason,omitempty"`
+	// ReplacedBy is the serial of the certificate that renewed this one.
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 // Status is the state of a record at a moment.

@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -109,6 +111,9 @@ func ParseKey(data, passphrase []byte) (crypto.Signer, error) {
 		if len(passphrase) == 0 {
 			return nil, errors.New("key is encrypted: give its passphrase with --passphrase-file or KVS_CA_PASSPHRASE")
 		}
+		if err := checkKDFCost(block.Bytes); err != nil {
+			return nil, err
+		}
 		k, err = pkcs8.ParsePKCS8PrivateKey(block.Bytes, passphrase)
 		if err != nil {
 			return nil, ErrWrongPassphrase
@@ -183,4 +188,95 @@ func DescribeKey(pub crypto.PublicKey) string {
 		return "Ed25519"
 	}
 	return fmt.Sprintf("%T", pub)
+}
+
+// KeyTypeOf returns the KeyType of a public key, or an error for a key kvsctl
+// does not generate (for example RSA 1024 or ECDSA P-384).
+func KeyTypeOf(pub crypto.PublicKey) (KeyType, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		switch k.N.BitLen() {
+		case 2048:
+			return RSA2048, nil
+		case 3072:
+			return RSA3072, nil
+		case 4096:
+			return RSA4096, nil
+		}
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() {
+			return ECDSAP256, nil
+		}
+	case ed25519.PublicKey:
+		return Ed25519, nil
+	}
+	return "", fmt.Errorf("no key type for a %s key", DescribeKey(pub))
+}
+
+// Limits on the key derivation cost an encrypted key may ask for. A key file
+// is not trusted input to the point of letting it stall kvsctl for hours or
+// allocate gigabytes: kvsctl writes 600,000 PBKDF2 iterations, OpenSSL 3
+// writes 2,048, and scrypt keys from other tools use N of 2^14 to 2^20.
+const (
+	maxPBKDF2Iterations = 10_000_000
+	maxScryptMemory     = 1 << 30 // bytes: 128 * N * r * p
+)
+
+var (
+	oidPBES2  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
+	oidPBKDF2 = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}
+	oidScrypt = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11591, 4, 11}
+)
+
+// checkKDFCost parses the PBES2 parameters of an encrypted PKCS#8 key and
+// refuses a derivation too expensive to attempt, before any work is done.
+func checkKDFCost(der []byte) error {
+	var info struct {
+		Algo pkix.AlgorithmIdentifier
+		Data []byte
+	}
+	if _, err := asn1.Unmarshal(der, &info); err != nil {
+		return fmt.Errorf("parse encrypted private key: %w", err)
+	}
+	if !info.Algo.Algorithm.Equal(oidPBES2) {
+		return fmt.Errorf("encrypted private key uses %s: only PBES2 (PKCS#5 v2) is supported", info.Algo.Algorithm)
+	}
+	var params struct {
+		KDF    pkix.AlgorithmIdentifier
+		Scheme pkix.AlgorithmIdentifier
+	}
+	if _, err := asn1.Unmarshal(info.Algo.Parameters.FullBytes, &params); err != nil {
+		return fmt.Errorf("parse encrypted private key parameters: %w", err)
+	}
+	switch {
+	case params.KDF.Algorithm.Equal(oidPBKDF2):
+		var p struct {
+			Salt       []byte
+			Iterations int
+			KeyLength  int           `asn1:"optional"`
+			PRF        asn1.RawValue `asn1:"optional"`
+		}
+		if _, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &p); err != nil {
+			return fmt.Errorf("parse PBKDF2 parameters: %w", err)
+		}
+		if p.Iterations < 1 || p.Iterations > maxPBKDF2Iterations {
+			return fmt.Errorf("encrypted private key asks for %d PBKDF2 iterations: refusing more than %d", p.Iterations, maxPBKDF2Iterations)
+		}
+	case params.KDF.Algorithm.Equal(oidScrypt):
+		var p struct {
+			Salt      []byte
+			N, R, P   int
+			KeyLength int `asn1:"optional"`
+		}
+		if _, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &p); err != nil {
+			return fmt.Errorf("parse scrypt parameters: %w", err)
+		}
+		if p.N < 2 || p.R < 1 || p.P < 1 || p.N > maxScryptMemory/128 || p.R > 1<<10 || p.P > 1<<10 ||
+			int64(p.N)*int64(p.R)*int64(p.P) > maxScryptMemory/128 {
+			return fmt.Errorf("encrypted private key asks for scrypt N=%d r=%d p=%d: refusing more than %d MiB", p.N, p.R, p.P, maxScryptMemory>>20)
+		}
+	default:
+		return fmt.Errorf("encrypted private key uses key derivation %s: only PBKDF2 and scrypt are supported", params.KDF.Algorithm)
+	}
+	return nil
 }

@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"time"
@@ -40,7 +42,7 @@ func Revoke(o RevokeOptions) (Record, time.Time, error) {
 		return Record{}, time.Time{}, err
 	}
 	var out Record
-	next, err := updateCRL(o.Dir, ca, o.CRLDays, o.Now, func(inv *Inventory) error {
+	rl, err := updateCRL(o.Dir, ca, o.CRLDays, o.Now, func(inv *Inventory) error {
 		r := inv.Find(serial)
 		if r == nil {
 			return fmt.Errorf("serial %s is not in the inventory of %s: see 'kvsctl pki list'", NormalizeSerial(serial), string(o.Dir))
@@ -56,57 +58,103 @@ func Revoke(o RevokeOptions) (Record, time.Time, error) {
 		out = *r
 		return nil
 	})
-	return out, next, err
+	if err != nil {
+		return Record{}, time.Time{}, err
+	}
+	return out, rl.NextUpdate, nil
 }
 
 // RefreshCRL re-signs the CRL with the next CRL number and a new lifetime of
 // days (0 means DefaultCRLDays), as a cron job would. It returns NextUpdate.
 func RefreshCRL(d Dir, passphrase []byte, days int, now time.Time) (time.Time, error) {
-	if now.IsZero() {
-		now = time.Now()
-	}
-	ca, err := LoadCA(d, passphrase, now)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return updateCRL(d, ca, days, now, func(*Inventory) error { return nil })
-}
-
-// updateCRL applies change to the inventory, bumps the CRL number and writes
-// the inventory and then the CRL, under the directory lock. The inventory is
-// written first: if the CRL write fails, the next 'kvsctl pki crl' still
-// knows every revocation.
-func updateCRL(d Dir, ca *CA, days int, now time.Time, change func(*Inventory) error) (time.Time, error) {
-	unlock, err := d.lock()
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer unlock()
-	inv, err := d.LoadInventory()
-	if err != nil {
-		return time.Time{}, err
-	}
-	if err := change(inv); err != nil {
-		return time.Time{}, err
-	}
-	inv.CRLNumber++
-	crlPEM, err := ca.SignCRL(inv.CRLNumber, inv.Certificates, now, days)
-	if err != nil {
-		return time.Time{}, err
-	}
-	invData, err := inv.encode()
-	if err != nil {
-		return time.Time{}, err
-	}
-	if err := WriteFileAtomic(d.Inventory(), invData, CertMode, true); err != nil {
-		return time.Time{}, err
-	}
-	if err := WriteFileAtomic(d.CRL(), crlPEM, CertMode, true); err != nil {
-		return time.Time{}, fmt.Errorf("%w (the inventory is updated: run 'kvsctl pki crl' to retry)", err)
-	}
-	rl, err := ParseCRL(crlPEM)
+	rl, err := UpdateCRL(context.Background(), CRLOptions{Dir: d, Passphrase: passphrase, Days: days, Now: now})
 	if err != nil {
 		return time.Time{}, err
 	}
 	return rl.NextUpdate, nil
+}
+
+// CRLOptions configures [UpdateCRL].
+type CRLOptions struct {
+	Dir        Dir
+	Passphrase []byte // decrypts the CA key
+	Days       int    // lifetime of the new CRL; 0 means DefaultCRLDays
+	Now        time.Time
+}
+
+// UpdateCRL re-signs the CRL with the next CRL number, like [RefreshCRL], and
+// returns the new CRL so callers can report its number and NextUpdate.
+func UpdateCRL(ctx context.Context, o CRLOptions) (*x509.RevocationList, error) {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if o.Days < 0 {
+		return nil, fmt.Errorf("invalid CRL lifetime of %d days", o.Days)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ca, err := LoadCA(o.Dir, o.Passphrase, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	return updateCRL(o.Dir, ca, o.Days, o.Now, func(*Inventory) error { return nil })
+}
+
+// updateCRL applies change to the inventory, bumps the CRL number and writes
+// the inventory and then the CRL, under the directory lock. It returns the new
+// CRL.
+func updateCRL(d Dir, ca *CA, days int, now time.Time, change func(*Inventory) error) (*x509.RevocationList, error) {
+	unlock, err := d.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	inv, err := d.LoadInventory()
+	if err != nil {
+		return nil, err
+	}
+	if err := change(inv); err != nil {
+		return nil, err
+	}
+	crlPEM, rl, err := ca.nextCRL(inv, days, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeInventoryAndCRL(d, inv, crlPEM); err != nil {
+		return nil, err
+	}
+	return rl, nil
+}
+
+// nextCRL bumps the inventory's CRL number and signs a CRL listing its
+// revoked records.
+func (ca *CA) nextCRL(inv *Inventory, days int, now time.Time) ([]byte, *x509.RevocationList, error) {
+	inv.CRLNumber++
+	crlPEM, err := ca.SignCRL(inv.CRLNumber, inv.Certificates, now, days)
+	if err != nil {
+		return nil, nil, err
+	}
+	rl, err := ParseCRL(crlPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	return crlPEM, rl, nil
+}
+
+// writeInventoryAndCRL writes the inventory first and then the CRL: if the
+// CRL write fails, the next 'kvsctl pki crl' still knows every revocation.
+// The caller holds the directory lock.
+func writeInventoryAndCRL(d Dir, inv *Inventory, crlPEM []byte) error {
+	invData, err := inv.encode()
+	if err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(d.Inventory(), invData, CertMode, true); err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(d.CRL(), crlPEM, CertMode, true); err != nil {
+		return fmt.Errorf("%w (the inventory is updated: run 'kvsctl pki crl' to retry)", err)
+	}
+	return nil
 }

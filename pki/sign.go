@@ -1,0 +1,127 @@
+package pki
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"time"
+)
+
+// ErrBadCSR is wrapped by errors about a CSR whose self-signature does not
+// verify.
+var ErrBadCSR = errors.New("pki: CSR signature is invalid")
+
+// ParseCSR decodes a PEM ("CERTIFICATE REQUEST" or "NEW CERTIFICATE REQUEST")
+// or DER certificate signing request. It does not check the signature; see
+// [SignCSR], which does.
+func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
+	if block, _ := pem.Decode(data); block != nil {
+		if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
+			return nil, fmt.Errorf("PEM block %q is not a certificate request", block.Type)
+		}
+		data = block.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate request: %w", err)
+	}
+	return csr, nil
+}
+
+// SignOptions configures [SignCSR].
+type SignOptions struct {
+	Dir        Dir
+	CSRFile    string  // PEM or DER certificate signing request
+	Profile    Profile // server or client
+	Name       string  // file name under issued/; "" means the CSR's common name
+	Days       int     // 0 means DefaultLeafDays
+	Passphrase []byte  // decrypts the CA key
+	Force      bool    // replace issued/NAME.crt
+	Now        time.Time
+}
+
+// SignCSR issues a certificate for an external CSR (for example one made by
+// 'openssl req -new'), writes it to issued/NAME.crt and records it in the
+// inventory. It checks the CSR's self-signature and the strength of its key,
+// and copies only the subject and the subject alternative names: every other
+// extension the CSR requests (basic constraints, key usages, ...) is ignored,
+// so a CSR can never obtain CA:TRUE. A server CSR without DNS or IP SANs gets
+// its common name as the only DNS SAN when that name is a host name.
+func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if _, err := ParseProfile(string(o.Profile)); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(o.CSRFile)
+	if err != nil {
+		return nil, fmt.Errorf("read CSR %s: %w", o.CSRFile, err)
+	}
+	csr, err := ParseCSR(data)
+	if err != nil {
+		return nil, fmt.Errorf("read CSR %s: %w", o.CSRFile, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, errorOf(ErrBadCSR, "CSR %s: signature is invalid (%v): it was altered or not signed by its own key", o.CSRFile, err)
+	}
+	if err := publicKeyOK(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("CSR %s: %w", o.CSRFile, err)
+	}
+	cn := csr.Subject.CommonName
+	if cn == "" {
+		return nil, fmt.Errorf("CSR %s has no common name in its subject", o.CSRFile)
+	}
+	name := o.Name
+	if name == "" {
+		if CheckName(cn) != nil {
+			return nil, fmt.Errorf("the CSR's common name %q cannot be a file name: give one with --name", cn)
+		}
+		name = cn
+	}
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	hosts := append([]string(nil), csr.DNSNames...)
+	for _, ip := range csr.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	if o.Profile == ProfileServer && len(hosts) == 0 {
+		if !IsHostName(cn) {
+			return nil, fmt.Errorf("CSR %s has no DNS or IP SANs and its common name %q is not a host name: a server certificate needs one", o.CSRFile, cn)
+		}
+		hosts = []string{cn}
+	}
+	var uris []string
+	for _, u := range csr.URIs {
+		uris = append(uris, u.String())
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ca, err := LoadCA(o.Dir, o.Passphrase, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	req := LeafRequest{
+		Profile: o.Profile, Subject: csr.Subject, Hosts: hosts, Emails: csr.EmailAddresses, URIs: uris,
+		Days: o.Days, PublicKey: csr.PublicKey, rawSubject: csr.RawSubject,
+	}
+	return ca.issueAndRecord(o.Dir, name, req, nil, o.Force, o.Now)
+}
+
+var hostNameRE = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62})?)*\.?$`)
+
+// IsHostName reports whether s is an IP address or a DNS name (optionally a
+// wildcard in the left-most label) that can go into a SAN.
+func IsHostName(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	return len(s) <= 253 && hostNameRE.MatchString(s)
+}

@@ -2,6 +2,7 @@ package kvs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,12 @@ type Config struct {
 	// OnRefused, when set, is called for every refused TLS handshake with
 	// the peer address and the reason (used by kvsctl attack).
 	OnRefused func(peer, reason string)
+
+	// WrapTLS, when set, receives the TLS configuration built from TLS and
+	// returns the one to serve with. kvsctl attack wraps it to observe each
+	// handshake (version, resumption, verdict); its tests use it to build
+	// deliberately weakened servers. Nil serves the configuration as built.
+	WrapTLS func(*tls.Config) *tls.Config
 }
 
 // Server is the mutual-TLS key-value HTTP server. It keeps no state of its
@@ -90,9 +97,13 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: see the README for the API")
 	})
+	tlsCfg := cfg.TLS.Config()
+	if cfg.WrapTLS != nil {
+		tlsCfg = cfg.WrapTLS(tlsCfg)
+	}
 	s.http = &http.Server{
 		Handler:           s,
-		TLSConfig:         cfg.TLS.Config(),
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,

@@ -152,13 +152,13 @@ func (c *Config) defaults() error {
 // worker is the state of one concurrent client; only its goroutine writes
 // it until the run ends.
 type worker struct {
-	client     *kvs.Client
-	rng        *rand.Rand
-	value      []byte
-	hist       histogram
-	errs       map[string]int64
-	byOp       map[Op]int64
-	firstErr   error
+	client   *kvs.Client
+	rng      *rand.Rand
+	value    []byte
+	hist     histogram
+	errs     map[string]int64
+	byOp     map[Op]int64
+	firstErr error
 
 	// Set from the transport's dial goroutines.
 	handshakes atomic.Int64

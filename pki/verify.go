@@ -1,0 +1,322 @@
+package pki
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The names of the checks [Verify] runs, in order.
+const (
+	CheckChain      = "chain"
+	CheckValidity   = "validity"
+	CheckRevocation = "revocation"
+	CheckUsage      = "usage"
+	CheckHostname   = "hostname"
+)
+
+// Outcomes of a check.
+const (
+	CheckOK      = "ok"
+	CheckFailed  = "failed"
+	CheckSkipped = "skipped"
+)
+
+// Check is the outcome of one verification check.
+type Check struct {
+	Name   string `json:"name"`
+	Result string `json:"result"` // ok, failed or skipped
+	Detail string `json:"detail"`
+}
+
+// VerifyReport is the outcome of [Verify]: every check, passed, failed or
+// skipped.
+type VerifyReport struct {
+	Subject string  `json:"subject"`
+	Serial  string  `json:"serial"`
+	OK      bool    `json:"ok"` // no check failed
+	Checks  []Check `json:"checks"`
+}
+
+// Failed returns the checks that failed.
+func (r *VerifyReport) Failed() []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if c.Result == CheckFailed {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// VerifyOptions configures [Verify].
+type VerifyOptions struct {
+	// Certs is the certificate to verify, followed by any intermediates
+	// that came with it.
+	Certs []*x509.Certificate
+	Roots []*x509.Certificate // trust anchors
+	// CRL, when not nil, is checked: its signature against the issuer of
+	// the certificate, its NextUpdate, and the certificate's serial.
+	CRL   *x509.RevocationList
+	Host  string  // when set, the certificate must be valid for it
+	Usage Profile // when set, the certificate must carry its usage
+	Now   time.Time
+}
+
+// Verify runs every check on a certificate: chain (signatures up to one of
+// Roots), validity (of every certificate in the chain, at Now), revocation,
+// usage and hostname. Each check runs independently so the report names every
+// problem, and the chain is built at a moment the leaf was valid, so that an
+// expired leaf fails "validity" rather than "chain".
+func Verify(o VerifyOptions) *VerifyReport {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	leaf := o.Certs[0]
+	r := &VerifyReport{Subject: leaf.Subject.String(), Serial: SerialHex(leaf)}
+	add := func(name, result, format string, a ...any) {
+		r.Checks = append(r.Checks, Check{Name: name, Result: result, Detail: fmt.Sprintf(format, a...)})
+	}
+
+	// chain
+	roots := x509.NewCertPool()
+	for _, c := range o.Roots {
+		roots.AddCert(c)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range o.Certs[1:] {
+		inter.AddCert(c)
+	}
+	at := o.Now
+	if at.After(leaf.NotAfter) {
+		at = leaf.NotAfter
+	} else if at.Before(leaf.NotBefore) {
+		at = leaf.NotBefore
+	}
+	var chain []*x509.Certificate
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, CurrentTime: at,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, // usage is its own check
+	})
+	if err != nil {
+		add(CheckChain, CheckFailed, "%s", chainError(err))
+	} else {
+		chain = chains[0]
+		if len(chain) == 1 {
+			add(CheckChain, CheckOK, "the certificate itself is trusted (self-signed, pinned)")
+		} else {
+			names := make([]string, 0, len(chain)-1)
+			for _, c := range chain[1:] {
+				names = append(names, c.Subject.String())
+			}
+			add(CheckChain, CheckOK, "signed by %s", strings.Join(names, " <- "))
+		}
+	}
+
+	// validity
+	checkWindow := chain
+	if checkWindow == nil {
+		checkWindow = []*x509.Certificate{leaf}
+	}
+	var bad []string
+	for i, c := range checkWindow {
+		who := "certificate"
+		if i > 0 {
+			who = "issuer " + c.Subject.String()
+		}
+		if o.Now.After(c.NotAfter) {
+			bad = append(bad, fmt.Sprintf("%s expired on %s (%s ago)", who, stamp(c.NotAfter), HumanDuration(o.Now.Sub(c.NotAfter))))
+		} else if o.Now.Before(c.NotBefore) {
+			bad = append(bad, fmt.Sprintf("%s is not valid until %s (in %s)", who, stamp(c.NotBefore), HumanDuration(c.NotBefore.Sub(o.Now))))
+		}
+	}
+	if len(bad) > 0 {
+		add(CheckValidity, CheckFailed, "%s", strings.Join(bad, "; "))
+	} else {
+		add(CheckValidity, CheckOK, "valid until %s (%s left)", stamp(leaf.NotAfter), HumanDuration(leaf.NotAfter.Sub(o.Now)))
+	}
+
+	// revocation
+	if o.CRL == nil {
+		add(CheckRevocation, CheckSkipped, "no CRL given")
+	} else {
+		result, detail := checkRevocation(leaf, chain, o.Roots, o.CRL, o.Now)
+		add(CheckRevocation, result, "%s", detail)
+	}
+
+	// usage
+	if o.Usage == "" {
+		add(CheckUsage, CheckSkipped, "no usage given")
+	} else {
+		result, detail := checkUsage(leaf, o.Usage)
+		add(CheckUsage, result, "%s", detail)
+	}
+
+	// hostname
+	if o.Host == "" {
+		add(CheckHostname, CheckSkipped, "no host given")
+	} else if err := leaf.VerifyHostname(o.Host); err != nil {
+		add(CheckHostname, CheckFailed, "not valid for %s: the certificate is for %s", o.Host, sanList(leaf))
+	} else {
+		add(CheckHostname, CheckOK, "valid for %s", o.Host)
+	}
+
+	r.OK = len(r.Failed()) == 0
+	return r
+}
+
+func chainError(err error) string {
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return "not signed by a trusted CA: " + strings.TrimPrefix(err.Error(), "x509: ")
+	}
+	return strings.TrimPrefix(err.Error(), "x509: ")
+}
+
+// checkRevocation verifies the CRL against the issuer of leaf (from the chain,
+// or the root whose subject matches when the chain failed), its freshness,
+// and then looks up the serial.
+func checkRevocation(leaf *x509.Certificate, chain, roots []*x509.Certificate, rl *x509.RevocationList, now time.Time) (string, string) {
+	var issuer *x509.Certificate
+	switch {
+	case len(chain) > 1:
+		issuer = chain[1]
+	case len(chain) == 1:
+		issuer = leaf
+	default:
+		for _, c := range roots {
+			if bytes.Equal(c.RawSubject, leaf.RawIssuer) {
+				issuer = c
+				break
+			}
+		}
+	}
+	if issuer == nil {
+		return CheckFailed, "cannot check the CRL: the certificate's issuer is unknown"
+	}
+	if !bytes.Equal(rl.RawIssuer, issuer.RawSubject) {
+		return CheckFailed, fmt.Sprintf("the CRL is issued by %s, not by the certificate's issuer %s", rl.Issuer, issuer.Subject)
+	}
+	crl, err := NewCRL(rl, issuer)
+	if err != nil {
+		return CheckFailed, err.Error()
+	}
+	if err := crl.Check(now); err != nil {
+		return CheckFailed, err.Error()
+	}
+	for _, e := range rl.RevokedCertificateEntries {
+		if e.SerialNumber != nil && e.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
+			return CheckFailed, fmt.Sprintf("certificate serial %s revoked on %s (%s)", SerialHex(leaf), stamp(e.RevocationTime), ReasonName(e.ReasonCode))
+		}
+	}
+	number := "?"
+	if rl.Number != nil {
+		number = rl.Number.String()
+	}
+	return CheckOK, fmt.Sprintf("not revoked (CRL number %s, next update %s)", number, stamp(rl.NextUpdate))
+}
+
+// checkUsage requires the profile's extended key usage (or anyExtendedKeyUsage,
+// or no EKU extension at all, which RFC 5280 reads as any purpose) and, when
+// the key usage extension is present, digitalSignature.
+func checkUsage(leaf *x509.Certificate, p Profile) (string, string) {
+	want := p.ExtKeyUsage()
+	name := extKeyUsageName(want)
+	if leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return CheckFailed, "key usage lacks digitalSignature, which TLS needs"
+	}
+	switch {
+	case slices.Contains(leaf.ExtKeyUsage, want):
+		return CheckOK, "extended key usage includes " + name
+	case slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny):
+		return CheckOK, "extended key usage is anyExtendedKeyUsage"
+	case len(leaf.ExtKeyUsage) == 0 && len(leaf.UnknownExtKeyUsage) == 0:
+		return CheckOK, "no extended key usage (any purpose)"
+	}
+	var have []string
+	for _, u := range leaf.ExtKeyUsage {
+		have = append(have, extKeyUsageName(u))
+	}
+	for _, oid := range leaf.UnknownExtKeyUsage {
+		have = append(have, oid.String())
+	}
+	return CheckFailed, fmt.Sprintf("not valid for %s use: extended key usage is %s, %s required", p, strings.Join(have, ", "), name)
+}
+
+func sanList(c *x509.Certificate) string {
+	var names []string
+	names = append(names, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 {
+		return "no DNS or IP names"
+	}
+	return strings.Join(names, ", ")
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// VerifyFileOptions configures [VerifyFiles].
+type VerifyFileOptions struct {
+	// Dir supplies the defaults: when CAFile is empty, Dir's ca.crt and,
+	// if it exists, Dir's crl.pem.
+	Dir      Dir
+	CertFile string // the certificate, optionally followed by intermediates
+	CAFile   string // trust anchors; in self-signed mode the peer's certificate
+	CRLFile  string // "" means none (or Dir's, see Dir)
+	Host     string
+	Usage    Profile
+	Now      time.Time
+}
+
+// ErrNoRoots is wrapped when there is nothing to verify against.
+var ErrNoRoots = errors.New("pki: no CA to verify against")
+
+// VerifyFiles reads the files and runs [Verify]. It returns an error only
+// when a file cannot be read or parsed; failed checks are in the report.
+func VerifyFiles(ctx context.Context, o VerifyFileOptions) (*VerifyReport, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if o.Usage != "" {
+		if _, err := ParseProfile(string(o.Usage)); err != nil {
+			return nil, err
+		}
+	}
+	certs, err := LoadCerts(o.CertFile)
+	if err != nil {
+		return nil, err
+	}
+	caFile, crlFile := o.CAFile, o.CRLFile
+	if caFile == "" {
+		if !exists(o.Dir.CACert()) {
+			return nil, errorOf(ErrNoRoots, "no CA to verify against: give --ca FILE (in self-signed mode, the peer's certificate) or run 'kvsctl pki init'")
+		}
+		caFile = o.Dir.CACert()
+		if crlFile == "" && exists(o.Dir.CRL()) {
+			crlFile = o.Dir.CRL()
+		}
+	}
+	roots, err := LoadCerts(caFile)
+	if err != nil {
+		return nil, err
+	}
+	var rl *x509.RevocationList
+	if crlFile != "" {
+		data, err := os.ReadFile(crlFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CRL %s: %w", crlFile, err)
+		}
+		if rl, err = ParseCRL(data); err != nil {
+			return nil, fmt.Errorf("read CRL %s: %w", crlFile, err)
+		}
+	}
+	return Verify(VerifyOptions{Certs: certs, Roots: roots, CRL: rl, Host: o.Host, Usage: o.Usage, Now: o.Now}), nil
+}

@@ -1,8 +1,342 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
 
-// benchCommand is a placeholder until the bench command lands.
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/loadgen"
+)
+
+// benchCommand is 'kvsctl bench': a load generator on the kvs client. Its
+// hidden subcommands are the other pieces of scripts/bench.sh: the bare
+// ceiling server, the idle-connection holder and the pgbench scripts.
 func benchCommand() *cli.Command {
-	return &cli.Command{Name: "bench", Hidden: true}
+	return &cli.Command{
+		Name:      "bench",
+		Usage:     "load a server with mutual-TLS requests and report requests/s and latency",
+		UsageText: "kvsctl bench [--op get|put|list|mixed] [--clients N] [--duration D | --requests N] [--preload] [flags]",
+		Description: "Each of --clients workers sends requests through a client (and connections) of its own,\n" +
+			"on keys drawn from --keys keys, until --duration passes or --requests are sent.\n" +
+			"A progress line goes to stderr; the summary (or --json) to stdout.\n\n" +
+			"  kvsctl bench --preload --op get           # reads, 32 clients, 10s\n" +
+			"  kvsctl bench --op mixed --mix get=90,put=10\n" +
+			"  kvsctl bench --new-conn --no-resume --http1  # full TLS handshakes per second\n\n" +
+			"'make bench' runs the side-by-side comparison (scripts/bench.sh, docs/performance.md).",
+		Flags: benchFlags(),
+		Action: func(c *cli.Context) error {
+			cfg, err := parseBench(c)
+			if err != nil {
+				return err
+			}
+			return runBench(c.Context, cfg, c.Bool("json"), c.Bool("quiet"), c.App.Writer, c.App.ErrWriter)
+		},
+		Subcommands: []*cli.Command{benchBareCommand(), benchHoldCommand(), benchPgbenchCommand()},
+	}
+}
+
+func benchFlags() []cli.Flag {
+	return append(benchClientFlags(),
+		&cli.StringFlag{Name: "op", Value: "get", Usage: "operation: get, put, list or mixed"},
+		&cli.StringFlag{Name: "mix", Value: loadgen.DefaultMix.String(), Usage: "weights of a mixed run, `get=N,put=N,list=N`"},
+		&cli.IntFlag{Name: "clients", Value: loadgen.DefaultClients, Usage: "concurrent clients, each with its own connections"},
+		&cli.DurationFlag{Name: "duration", Usage: "how long to run (default 10s unless --requests)"},
+		&cli.Int64Flag{Name: "requests", Usage: "total requests to send (instead of --duration)"},
+		&cli.IntFlag{Name: "value-size", Value: loadgen.DefaultValueSize, Usage: "bytes per PUT value"},
+		&cli.IntFlag{Name: "keys", Value: loadgen.DefaultKeys, Usage: "keyspace: keys 10000000 to 10000000+N-1"},
+		&cli.BoolFlag{Name: "preload", Usage: "PUT every key once before the timed run"},
+		&cli.BoolFlag{Name: "new-conn", Usage: "a new TLS connection for every request (measures handshakes)"},
+		&cli.BoolFlag{Name: "no-resume", Usage: "disable TLS session resumption (with --new-conn: full handshakes)"},
+		&cli.BoolFlag{Name: "http1", Usage: "HTTP/1.1 only (default: HTTP/2)"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress line"},
+		jsonFlag(),
+	)
+}
+
+// benchClientFlags are the server and certificate flags, as for the client
+// commands.
+func benchClientFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "server", Value: kvs.DefaultServer, EnvVars: []string{"KVS_SERVER"}, Usage: "server address, host:port"},
+		dirFlag(),
+		&cli.StringFlag{Name: "cert", Usage: "client certificate (instead of --dir)"},
+		&cli.StringFlag{Name: "key", Usage: "client private key (instead of --dir)"},
+		&cli.StringFlag{Name: "ca", Usage: "CA bundle (or, self-signed, the server's certificate) to verify the server with (instead of --dir)"},
+		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "bound on each request"},
+	}
+}
+
+// benchClientConfig reads the server and certificate flags.
+func benchClientConfig(c *cli.Context) (kvs.ClientConfig, error) {
+	var files kvs.TLSFiles
+	if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" {
+		files = kvs.TLSFiles{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca")}
+		if files.Cert == "" || files.Key == "" || files.CA == "" {
+			return kvs.ClientConfig{}, usagef("--cert, --key and --ca go together; or use --dir")
+		}
+	} else {
+		var err error
+		if files, err = kvs.ClientFilesFromDir(c.String("dir")); err != nil {
+			return kvs.ClientConfig{}, err
+		}
+	}
+	if c.Duration("timeout") < 0 {
+		return kvs.ClientConfig{}, usagef("--timeout must not be negative")
+	}
+	return kvs.ClientConfig{
+		Server: c.String("server"), Files: files, Timeout: c.Duration("timeout"),
+		HTTP1: c.Bool("http1"), NewConn: c.Bool("new-conn"), TLS: kvs.ClientOptions{NoResume: c.Bool("no-resume")},
+	}, nil
+}
+
+func parseBench(c *cli.Context) (loadgen.Config, error) {
+	if c.NArg() > 0 {
+		return loadgen.Config{}, usagef("unexpected argument %q", c.Args().First())
+	}
+	op, err := loadgen.ParseOp(c.String("op"))
+	if err != nil {
+		return loadgen.Config{}, usageError{err}
+	}
+	mix, err := loadgen.ParseMix(c.String("mix"))
+	if err != nil {
+		return loadgen.Config{}, usageError{err}
+	}
+	if c.IsSet("mix") && op != loadgen.OpMixed {
+		return loadgen.Config{}, usagef("--mix needs --op mixed")
+	}
+	cfg := loadgen.Config{
+		Clients: c.Int("clients"), Duration: c.Duration("duration"), Requests: c.Int64("requests"),
+		ValueSize: c.Int("value-size"), Keys: c.Int("keys"), Preload: c.Bool("preload"), Op: op, Mix: mix,
+	}
+	switch {
+	case cfg.Clients < 1:
+		return cfg, usagef("--clients must be at least 1")
+	case cfg.Duration < 0 || cfg.Requests < 0:
+		return cfg, usagef("--duration and --requests must not be negative")
+	case c.IsSet("duration") && c.IsSet("requests"):
+		return cfg, usagef("--duration and --requests exclude each other")
+	case cfg.ValueSize < 0:
+		return cfg, usagef("--value-size must not be negative")
+	case cfg.Keys < 1:
+		return cfg, usagef("--keys must be at least 1")
+	case c.Bool("no-resume") && !c.Bool("new-conn"):
+		// Allowed, but say what it does: only the first handshake of
+		// each client happens, full either way.
+	}
+	if cfg.Client, err = benchClientConfig(c); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// runBench runs the load, with a progress line on stderr, and prints the
+// result.
+func runBench(ctx context.Context, cfg loadgen.Config, asJSON, quiet bool, stdout, stderr io.Writer) error {
+	tty := isTerminal(stderr)
+	if !quiet {
+		cfg.Progress = func(p loadgen.Progress) {
+			line := fmt.Sprintf("bench: %3.0f%%  %6.1fs  %10d requests  %6d errors  %9.0f req/s",
+				p.Done*100, p.Elapsed.Seconds(), p.Requests, p.Errors, p.RPS)
+			if tty {
+				fmt.Fprintf(stderr, "\r%s", line)
+			} else {
+				fmt.Fprintln(stderr, line)
+			}
+		}
+		if cfg.Preload {
+			fmt.Fprintf(stderr, "bench: preloading %d keys\n", cfg.Keys)
+		}
+	}
+	r, err := loadgen.Run(ctx, cfg)
+	if !quiet && tty {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	printBench(stdout, r)
+	if r.OK == 0 && r.Errors > 0 {
+		return fmt.Errorf("every request failed; the first error: %s", r.FirstError)
+	}
+	return nil
+}
+
+func printBench(w io.Writer, r *loadgen.Result) {
+	conn := "keep-alive"
+	if r.NewConn {
+		conn = "new connection per request"
+	}
+	resume := "resumption on"
+	if !r.Resume {
+		resume = "resumption off"
+	}
+	op := string(r.Op)
+	if r.Mix != "" {
+		op += " (" + r.Mix + ")"
+	}
+	fmt.Fprintf(w, "%-12s %s\n", "server", r.Server)
+	fmt.Fprintf(w, "%-12s %s, %d clients, %d keys, %d-byte values\n", "load", op, r.Clients, r.Keys, r.ValueSize)
+	fmt.Fprintf(w, "%-12s %s, %s, TLS %s\n", "connections", orDash(r.Protocol), conn, resume)
+	fmt.Fprintf(w, "%-12s %d ok, %d errors in %.2fs\n", "requests", r.OK, r.Errors, r.Elapsed)
+	fmt.Fprintf(w, "%-12s %.0f requests/s\n", "throughput", r.RPS)
+	fmt.Fprintf(w, "%-12s p50 %s  p90 %s  p99 %s  max %s\n", "latency",
+		fmtMS(r.Latency.P50), fmtMS(r.Latency.P90), fmtMS(r.Latency.P99), fmtMS(r.Latency.Max))
+	fmt.Fprintf(w, "%-12s %d (%d resumed)\n", "handshakes", r.Handshakes, r.Resumed)
+	if r.Mix != "" {
+		var parts []string
+		for _, op := range []loadgen.Op{loadgen.OpGet, loadgen.OpPut, loadgen.OpList} {
+			if n := r.ByOp[op]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", op, n))
+			}
+		}
+		fmt.Fprintf(w, "%-12s %s\n", "ok by op", strings.Join(parts, ", "))
+	}
+	if r.Errors > 0 {
+		kinds := make([]string, 0, len(r.ErrorKind))
+		for k := range r.ErrorKind {
+			kinds = append(kinds, k)
+		}
+		slices.SortFunc(kinds, func(a, b string) int { return int(r.ErrorKind[b] - r.ErrorKind[a]) })
+		var parts []string
+		for _, k := range kinds {
+			parts = append(parts, fmt.Sprintf("%s %d", k, r.ErrorKind[k]))
+		}
+		fmt.Fprintf(w, "%-12s %s\n", "errors", strings.Join(parts, ", "))
+		fmt.Fprintf(w, "%-12s %s\n", "first error", r.FirstError)
+	}
+}
+
+func fmtMS(ms float64) string {
+	switch {
+	case ms >= 100:
+		return fmt.Sprintf("%.0fms", ms)
+	case ms >= 10:
+		return fmt.Sprintf("%.1fms", ms)
+	}
+	return fmt.Sprintf("%.2fms", ms)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// isTerminal reports whether w is a terminal, to redraw the progress line
+// in place rather than print one line per second.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// benchBareCommand serves the ceiling of the comparison: net/http with the
+// same TLS configuration as 'kvsctl serve' (kvs.NewServerTLS) and a fixed
+// 100-byte answer.
+func benchBareCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "bare-server",
+		Usage:  "serve the bare mTLS ceiling for the comparison (a fixed 100-byte answer)",
+		Hidden: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:7444", Usage: "address to listen on"},
+			dirFlag(),
+			&cli.StringFlag{Name: "cert", Usage: "server certificate (instead of --dir)"},
+			&cli.StringFlag{Name: "key", Usage: "server private key (instead of --dir)"},
+			&cli.StringFlag{Name: "ca", Usage: "CA bundle that signs client certificates (instead of --dir)"},
+			&cli.StringFlag{Name: "crl", Usage: "CRL to check client certificates against"},
+		},
+		Action: func(c *cli.Context) error {
+			files, err := kvs.ServerFilesFromDir(c.String("dir"))
+			if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" {
+				files, err = kvs.TLSFiles{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRL: c.String("crl")}, nil
+			}
+			if err != nil {
+				return err
+			}
+			st, err := kvs.NewServerTLS(files, kvs.ServerTLSOptions{})
+			if err != nil {
+				return err
+			}
+			ln, err := kvs.Listen(c.String("listen"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.ErrWriter, "bare server listening on %s\n", ln.Addr())
+			return loadgen.ServeBare(c.Context, ln, st.Config())
+		},
+	}
+}
+
+// benchHoldCommand opens idle connections and keeps them until interrupted
+// or --for passes, to measure the server's memory per connection.
+func benchHoldCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "hold",
+		Usage:  "open idle mTLS connections and hold them",
+		Hidden: true,
+		Flags: append(benchClientFlags(),
+			&cli.IntFlag{Name: "conns", Value: 5000, Usage: "connections to open"},
+			&cli.DurationFlag{Name: "for", Value: time.Minute, Usage: "how long to hold them"},
+			&cli.BoolFlag{Name: "http1", Usage: "HTTP/1.1 only (default: HTTP/2)"},
+		),
+		Action: func(c *cli.Context) error {
+			cc, err := benchClientConfig(c)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			h, err := loadgen.Hold(c.Context, loadgen.HoldConfig{Client: cc, Conns: c.Int("conns")})
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			fmt.Fprintf(c.App.Writer, "holding %d connections (opened in %.1fs)\n", h.Len(), time.Since(start).Seconds())
+			select {
+			case <-c.Context.Done():
+			case <-time.After(c.Duration("for")):
+			}
+			return nil
+		},
+	}
+}
+
+// benchPgbenchCommand prints a pgbench script that runs the PostgreSQL
+// store's own statement for an operation on the bench keyspace.
+func benchPgbenchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pgbench-script",
+		Usage:     "print a pgbench script running the PostgreSQL store's statement for get or put",
+		UsageText: "kvsctl bench pgbench-script --op get|put [--keys N] > get.sql; pgbench -M prepared -f get.sql [-D v=\\\\x...]",
+		Hidden:    true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "op", Value: "get", Usage: "get or put"},
+			&cli.IntFlag{Name: "keys", Value: loadgen.DefaultKeys, Usage: "keyspace, as for bench"},
+		},
+		Action: func(c *cli.Context) error {
+			s, err := loadgen.PgbenchScript(loadgen.Op(c.String("op")), c.Int("keys"))
+			if err != nil {
+				return usageError{err}
+			}
+			_, err = io.WriteString(c.App.Writer, s)
+			return err
+		},
+	}
 }

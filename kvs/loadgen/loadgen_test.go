@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -299,5 +300,25 @@ func TestErrorKind(t *testing.T) {
 		if got := ErrorKind(tc.err); got != tc.want {
 			t.Errorf("ErrorKind(%v) = %q, want %q", tc.err, got, tc.want)
 		}
+	}
+}
+
+func TestPgbenchScript(t *testing.T) {
+	get, err := PgbenchScript(OpGet, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(get, `\set k random(10000000, 10000099)`) || !strings.Contains(get, "FROM kv WHERE key = :k;") {
+		t.Errorf("get script:\n%s", get)
+	}
+	put, err := PgbenchScript(OpPut, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(put, "VALUES (:k, :v, nextval('kv_revision'), now())") || strings.Contains(put, "$") {
+		t.Errorf("put script:\n%s", put)
+	}
+	if _, err := PgbenchScript(OpList, 100); err == nil {
+		t.Error("list has no pgbench script")
 	}
 }

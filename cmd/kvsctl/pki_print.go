@@ -1,0 +1,324 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kvsctl/kvsctl/pki"
+	"github.com/urfave/cli/v2"
+)
+
+// Output of the pki commands: human-readable text on stdout, or JSON with
+// --json. Nothing here ever prints key material.
+
+func pkiJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	return nil
+}
+
+func pkiStamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 MST") }
+
+func pkiDay(t time.Time) string { return t.UTC().Format("2006-01-02") }
+
+func pkiHosts(c *x509.Certificate) string {
+	var h []string
+	h = append(h, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		h = append(h, ip.String())
+	}
+	return strings.Join(h, ", ")
+}
+
+func pkiPrintInit(w io.Writer, d pki.Dir, kt pki.KeyType, encrypted bool, res *pki.InitResult) {
+	desc := map[string]string{
+		d.CAKey():      "CA private key (0600, unencrypted: keep it offline, or use --passphrase-file)",
+		d.CRL():        "signed CRL, empty",
+		d.Inventory():  "inventory of the certificates the CA issues",
+		d.ServerKey():  "server private key (0600)",
+		d.ClientKey():  "client private key (0600)",
+		d.ServerCert(): "server certificate for " + pkiHosts(res.Server) + ", until " + pkiDay(res.Server.NotAfter),
+		d.ClientCert(): "client certificate CN=" + res.Client.Subject.CommonName + ", until " + pkiDay(res.Client.NotAfter),
+	}
+	if encrypted {
+		desc[d.CAKey()] = "CA private key (0600, encrypted with your passphrase)"
+	}
+	if res.CA != nil {
+		desc[d.CACert()] = "CA certificate " + res.CA.Subject.String() + ", until " + pkiDay(res.CA.NotAfter)
+		desc[d.CRL()] = fmt.Sprintf("signed CRL, empty, valid until %s: re-sign it with 'kvsctl pki crl'", pkiStamp(res.CRL.NextUpdate))
+	}
+	if res.Mode == pki.ModeSelfSigned {
+		desc[d.ServerCert()] = "self-signed server certificate for " + pkiHosts(res.Server) + ", until " + pkiDay(res.Server.NotAfter) + " (the client trusts exactly this)"
+		desc[d.ClientCert()] = "self-signed client certificate CN=" + res.Client.Subject.CommonName + ", until " + pkiDay(res.Client.NotAfter) + " (the server trusts exactly this)"
+		fmt.Fprintf(w, "Created a self-signed PKI in %s (%s keys):\n", string(d), kt)
+	} else {
+		fmt.Fprintf(w, "Created a CA and its certificates in %s (%s keys):\n", string(d), kt)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, f := range res.Files {
+		fmt.Fprintf(tw, "  %s\t%s\n", f, desc[f])
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Start the server and store a value:")
+	if string(d) != "certs" {
+		fmt.Fprintf(w, "  export KVS_CERTS=%s\n", string(d))
+	}
+	fmt.Fprintln(w, "  kvsctl serve &")
+	fmt.Fprintln(w, "  kvsctl put hello world")
+	fmt.Fprintln(w, "  kvsctl get hello")
+}
+
+func pkiPrintIssued(c *cli.Context, verb string, iss *pki.Issued) error {
+	if c.Bool("json") {
+		return pkiJSON(c.App.Writer, struct {
+			pki.Record
+			CertFile string `json:"cert_file"`
+			KeyFile  string `json:"key_file,omitempty"`
+		}{iss.Record, iss.CertFile, iss.KeyFile})
+	}
+	w := c.App.Writer
+	cert := iss.Cert
+	fmt.Fprintf(w, "%s %s certificate %q, serial %s, valid until %s (%s)\n",
+		verb, iss.Record.Kind, iss.Record.Name, iss.Record.Serial, pkiStamp(cert.NotAfter), pki.HumanDuration(time.Until(cert.NotAfter)))
+	fmt.Fprintf(w, "  subject  %s\n", cert.Subject)
+	if h := pkiHosts(cert); h != "" {
+		fmt.Fprintf(w, "  hosts    %s\n", h)
+	}
+	if iss.KeyFile != "" {
+		fmt.Fprintf(w, "  wrote    %s (0600)\n", iss.KeyFile)
+	}
+	fmt.Fprintf(w, "  wrote    %s\n", iss.CertFile)
+	return nil
+}
+
+func pkiPrintRenewed(c *cli.Context, r *pki.Renewed) error {
+	if c.Bool("json") {
+		out := struct {
+			CertFile  string    `json:"cert_file"`
+			KeyFile   string    `json:"key_file,omitempty"`
+			OldSerial string    `json:"old_serial"`
+			NewSerial string    `json:"new_serial"`
+			NotAfter  time.Time `json:"not_after"`
+			Revoked   bool      `json:"old_revoked"`
+		}{r.CertFile, r.KeyFile, pki.SerialHex(r.Old), pki.SerialHex(r.New), r.New.NotAfter.UTC(), r.CRL != nil}
+		return pkiJSON(c.App.Writer, out)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "renewed %s (%s): serial %s -> %s, valid until %s (%s)\n", r.CertFile, r.Profile,
+		pki.SerialHex(r.Old), pki.SerialHex(r.New), pkiStamp(r.New.NotAfter), pki.HumanDuration(time.Until(r.New.NotAfter)))
+	if r.KeyFile != "" {
+		fmt.Fprintf(w, "  wrote %s (new %s key, 0600)\n", r.KeyFile, r.KeyType)
+	} else {
+		fmt.Fprintln(w, "  kept the old key")
+	}
+	fmt.Fprintf(w, "  wrote %s\n", r.CertFile)
+	if r.CRL != nil {
+		fmt.Fprintf(w, "  revoked the old certificate (superseded); CRL number %s valid until %s\n", r.CRL.Number, pkiStamp(r.CRL.NextUpdate))
+	}
+	return nil
+}
+
+func pkiPrintInspection(w io.Writer, file string, ins *pki.Inspection) {
+	total := len(ins.Certificates) + len(ins.CSRs) + len(ins.CRLs)
+	n := 0
+	head := func(kind string) {
+		n++
+		if n > 1 {
+			fmt.Fprintln(w)
+		}
+		if total > 1 {
+			fmt.Fprintf(w, "%s: %s (%d of %d)\n", file, kind, n, total)
+		} else {
+			fmt.Fprintf(w, "%s: %s\n", file, kind)
+		}
+	}
+	for _, c := range ins.Certificates {
+		head("certificate")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		line := func(k, v string) {
+			if v != "" {
+				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
+			}
+		}
+		line("Subject:", c.Subject)
+		line("Issuer:", c.Issuer)
+		line("Serial:", c.Serial)
+		line("Valid from:", pkiStamp(c.NotBefore))
+		line("Valid until:", fmt.Sprintf("%s (%s, %s)", pkiStamp(c.NotAfter), c.Status, pkiTimeLeft(c.TimeLeft, c.Status)))
+		line("SANs:", pkiSANs(c.DNSNames, c.IPAddresses, c.Emails, c.URIs))
+		line("Key:", pkiKeyDesc(c.KeyAlgorithm, c.KeySize, c.KeyCurve))
+		line("Signature:", c.SignatureAlgorithm)
+		line("Key usage:", strings.Join(c.KeyUsage, ", "))
+		line("Ext key usage:", strings.Join(c.ExtKeyUsage, ", "))
+		ca := "no"
+		if c.IsCA {
+			ca = "yes, no path length limit"
+			if c.MaxPathLen != nil {
+				ca = fmt.Sprintf("yes, path length %d", *c.MaxPathLen)
+			}
+		}
+		line("CA:", ca)
+		line("Self-signed:", pkiYesNo(c.SelfSigned))
+		line("Subject key ID:", c.SubjectKeyID)
+		line("SHA-256:", c.SHA256)
+		tw.Flush()
+	}
+	for _, c := range ins.CSRs {
+		head("certificate request")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		line := func(k, v string) {
+			if v != "" {
+				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
+			}
+		}
+		line("Subject:", c.Subject)
+		line("SANs:", pkiSANs(c.DNSNames, c.IPAddresses, c.Emails, c.URIs))
+		line("Key:", pkiKeyDesc(c.KeyAlgorithm, c.KeySize, c.KeyCurve))
+		sig := "valid"
+		if !c.SignatureValid {
+			sig = "INVALID (pki sign refuses this CSR)"
+		}
+		line("Signature:", c.SignatureAlgorithm+", "+sig)
+		if len(c.RequestedExtensions) > 0 {
+			line("Requests:", strings.Join(c.RequestedExtensions, ", "))
+			line("", "(pki sign copies only the subject and the SANs)")
+		}
+		line("SHA-256:", c.SHA256)
+		tw.Flush()
+	}
+	for _, c := range ins.CRLs {
+		head("CRL")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		line := func(k, v string) {
+			if v != "" {
+				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
+			}
+		}
+		line("Issuer:", c.Issuer)
+		line("CRL number:", c.Number)
+		line("This update:", pkiStamp(c.ThisUpdate))
+		line("Next update:", fmt.Sprintf("%s (%s, %s)", pkiStamp(c.NextUpdate), c.Status, pkiTimeLeft(c.TimeLeft, c.Status)))
+		line("Signature:", c.SignatureAlgorithm)
+		line("Revoked:", fmt.Sprint(len(c.Revoked)))
+		for _, r := range c.Revoked {
+			line("", fmt.Sprintf("%s  %s  %s", r.Serial, pkiStamp(r.RevokedAt), r.Reason))
+		}
+		line("SHA-256:", c.SHA256)
+		tw.Flush()
+	}
+	if len(ins.Skipped) > 0 {
+		fmt.Fprintf(w, "\nskipped: %s (never shown)\n", strings.Join(ins.Skipped, ", "))
+	}
+}
+
+func pkiTimeLeft(s, status string) string {
+	if status == "valid" || status == "current" {
+		return s + " left"
+	}
+	return s
+}
+
+func pkiSANs(dns, ips, emails, uris []string) string {
+	var out []string
+	for _, d := range dns {
+		out = append(out, "DNS:"+d)
+	}
+	for _, ip := range ips {
+		out = append(out, "IP:"+ip)
+	}
+	for _, e := range emails {
+		out = append(out, "email:"+e)
+	}
+	for _, u := range uris {
+		out = append(out, "URI:"+u)
+	}
+	return strings.Join(out, ", ")
+}
+
+func pkiKeyDesc(alg string, size int, curve string) string {
+	switch {
+	case curve != "":
+		return fmt.Sprintf("%s %s (%d bits)", alg, curve, size)
+	case size > 0:
+		return fmt.Sprintf("%s %d bits", alg, size)
+	}
+	return alg
+}
+
+func pkiYesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func pkiPrintVerify(w io.Writer, file string, r *pki.VerifyReport) {
+	fmt.Fprintf(w, "%s: %s, serial %s\n", file, r.Subject, r.Serial)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range r.Checks {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", strings.ToUpper(c.Result), c.Name, c.Detail)
+	}
+	tw.Flush()
+	if r.OK {
+		fmt.Fprintln(w, "all checks passed")
+	}
+}
+
+func pkiPrintList(w io.Writer, l *pki.Listing) {
+	if l.Mode == pki.ModeSelfSigned.String() {
+		fmt.Fprintln(w, "self-signed mode: no CA, no inventory, no CRL; the two certificates:")
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERIAL\tNAME\tKIND\tNOT AFTER\tSTATUS")
+	for _, c := range l.Certificates {
+		status := c.Status
+		if c.Status == "revoked" && c.Reason != "" {
+			status += " (" + c.Reason + ")"
+		} else if c.ReplacedBy != "" {
+			status += " (renewed)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Name, c.Kind, pkiDay(c.NotAfter), status)
+	}
+	tw.Flush()
+	if l.CRL != nil && l.CRL.Number != "" {
+		fmt.Fprintf(w, "\nCRL number %s: %d revoked, next update %s (%s)\n", l.CRL.Number, l.CRL.Revoked,
+			pkiStamp(l.CRL.NextUpdate), pkiCRLLeft(l.CRL.NextUpdate))
+	}
+}
+
+func pkiCRLLeft(t time.Time) string {
+	left := time.Until(t)
+	if left < 0 {
+		return "EXPIRED " + pki.HumanDuration(left) + " ago"
+	}
+	return "in " + pki.HumanDuration(left)
+}
+
+func pkiPrintExported(w io.Writer, ex *pki.Exported) {
+	if ex.HasKey {
+		fmt.Fprintf(w, "wrote %s (0600): certificate %s, its private key", ex.File, ex.Cert.Subject)
+		if len(ex.Chain) > 0 {
+			fmt.Fprintf(w, " and the CA %s", ex.Chain[0].Subject)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "wrote %s (0600): trust store with the CA %s\n", ex.File, ex.Cert.Subject)
+	}
+	fmt.Fprintf(w, "  encryption: %s; check it with: openssl pkcs12 -info -noout -in %s\n", ex.Encoding, ex.File)
+}
+
+func pkiPrintTrust(w io.Writer, r *pki.TrustResult) {
+	fmt.Fprintf(w, "CA %s (SHA-256 %s)\n", r.Cert.Subject, pki.Fingerprint(r.Cert.Raw))
+	for _, c := range r.Changes {
+		fmt.Fprintf(w, "  %s %s: %s\n", c.Action, c.Store, c.Detail)
+	}
+}

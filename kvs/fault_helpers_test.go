@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -25,6 +26,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvsctl/kvsctl/pki"
 )
 
 // relWindow is how long load and attack windows last: 2s by default (CI),
@@ -396,5 +400,104 @@ func TestWriteLoadCheck(t *testing.T) {
 	}
 	if res.lost != 2 || res.halfApplied != 1 || res.erroredApplied != 1 {
 		t.Errorf("check found lost=%d half=%d erroredApplied=%d, want 2, 1, 1: %v", res.lost, res.halfApplied, res.erroredApplied, res.problems)
+	}
+}
+
+// relServer is a server on 127.0.0.1:0 that a test can stop before it ends
+// (to reopen its store); it is stopped at the end of the test otherwise.
+type relServer struct {
+	addr string
+	log  *syncBuffer
+	srv  *Server
+	stop func()
+}
+
+// relServe serves d's server files with store until stop is called. The
+// logger writes to log, or discards (keeping a count) when quiet is set.
+func relServe(t testing.TB, d pki.Dir, store Store, mutate func(*Config)) *relServer {
+	t.Helper()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	files, err := ServerFilesFromDir(string(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewServerTLS(files, ServerTLSOptions{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{TLS: st, Store: store, Logger: logger}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("server did not shut down within 20s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &relServer{addr: ln.Addr().String(), log: logs, srv: srv, stop: stop}
+}
+
+// relMount runs mount with args and unmounts the mount point (the last
+// argument) when the test ends; it skips when mounting is not permitted.
+func relMount(t testing.TB, args ...string) {
+	t.Helper()
+	dir := args[len(args)-1]
+	if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
+			t.Fatalf("mount %v as root under CI: %v: %s", args, err, out)
+		}
+		t.Skipf("cannot mount (needs CAP_SYS_ADMIN): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+}
+
+// boltCheck opens a bolt file read-only with bbolt itself and runs its
+// consistency check (page references, freelist, B+tree order).
+func boltCheck(t testing.TB, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("bbolt open %s: %v", path, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		n := 0
+		for err := range tx.Check() {
+			t.Errorf("bbolt check %s: %v", path, err)
+			n++
+		}
+		if n > 0 {
+			return fmt.Errorf("%d consistency errors", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("bbolt check %s: %v", path, err)
 	}
 }

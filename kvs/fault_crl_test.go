@@ -1,0 +1,103 @@
+package kvs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kvsctl/kvsctl/pki"
+)
+
+// TestFaultCRLExpiry lets the CRL expire while the server runs (by moving
+// the server's clock past NextUpdate): new connections must be refused with
+// a log line that says why and what to run; re-signing the CRL (what
+// 'kvsctl pki crl' does) must restore service through the file watcher,
+// without a restart.
+func TestFaultCRLExpiry(t *testing.T) {
+	d := testPKI(t, false)
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	files, err := ServerFilesFromDir(string(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewServerTLS(files, ServerTLSOptions{Logger: logger, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, d, nil, func(c *Config) { c.TLS, c.Logger = st, logger })
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go st.WatchTLS(watchCtx, 50*time.Millisecond)
+
+	fresh := newTestClient(t, d, ts.addr, func(c *ClientConfig) { c.NewConn, c.HTTP1 = true, true })
+	kept := newTestClient(t, d, ts.addr, nil) // one HTTP/2 connection, opened before the expiry
+	ctx := t.Context()
+	if _, err := fresh.Put(ctx, "crl/k", []byte("v"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kept.Get(ctx, "crl/k"); err != nil {
+		t.Fatal(err)
+	}
+
+	data, err := os.ReadFile(d.CRL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := pki.ParseCRL(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skew.Store(int64(time.Until(rl.NextUpdate) + time.Hour))
+
+	_, err = fresh.Get(ctx, "crl/k")
+	if !errors.Is(err, ErrRejected) {
+		t.Fatalf("new connection with an expired CRL: err = %v, want ErrRejected", err)
+	}
+	log := logs.String()
+	for _, want := range []string{
+		"refusing every client: the CRL is not current; run 'kvsctl pki crl' to re-sign it",
+		"failing closed",
+		"CRL expired at",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log does not say %q:\n%s", want, log)
+		}
+	}
+	_, keptErr := kept.Get(ctx, "crl/k")
+	t.Logf("new connection refused: %v; the connection opened before the expiry: err = %v", err, keptErr)
+
+	resigned := time.Now()
+	if _, err := pki.RefreshCRL(d, nil, 1, now()); err != nil {
+		t.Fatalf("re-sign the CRL: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err = fresh.Get(ctx, "crl/k")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service not restored within 10s of re-signing the CRL: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	restored := time.Since(resigned)
+	if _, err := fresh.Put(ctx, "crl/k", []byte("w"), Cond{}); err != nil {
+		t.Errorf("Put after the CRL was re-signed: %v", err)
+	}
+	keptState := "kept working"
+	if keptErr != nil {
+		keptState = "refused too"
+	}
+	figure(t, "events", "CRL expired while serving",
+		"new connections refused, logged \"refusing every client: the CRL is not current; run 'kvsctl pki crl' to re-sign it\"; a connection opened before the expiry "+keptState,
+		"served again "+restored.Round(10*time.Millisecond).String()+" after the CRL was re-signed (file watcher, no restart)")
+}

@@ -1,0 +1,262 @@
+package attack
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/pki"
+)
+
+// DemoOptions configures [Demo].
+type DemoOptions struct {
+	// Store is "" for a bbolt file in the temporary directory, or a
+	// postgres:// URL: the demo then works in a schema of its own, created
+	// for the run and dropped after it.
+	Store     string
+	Scenarios []string       // names; empty means all
+	Progress  func(Progress) // nil: no progress
+	// Hooks weaken the demo on purpose. Only tests set them (negative
+	// controls); kvsctl never does.
+	Hooks Hooks
+}
+
+// Hooks replace parts of the demo's set-up to build deliberately weakened
+// deployments, so that tests can show that each check can fail: with a
+// hook applied, the scenarios the weakened check used to stop must be
+// reported as succeeded. Every field is optional.
+type Hooks struct {
+	// ServerFiles alters the server's file set before it is loaded (for
+	// example, dropping the CRL).
+	ServerFiles func(*kvs.TLSFiles)
+	// ServerTLS alters the server's tls.Config for each handshake (for
+	// example, making the client certificate optional or allowing TLS 1.0).
+	ServerTLS func(*tls.Config)
+	// ClientTLS alters the real client's tls.Config (for example, checking
+	// the chain but not the host name).
+	ClientTLS func(*tls.Config)
+}
+
+// demoHosts are the names in the demo server's certificate; the real
+// client checks the first.
+var demoHosts = []string{"localhost", "127.0.0.1"}
+
+// Demo makes a throwaway PKI in a temporary directory, serves a real kvs
+// server on 127.0.0.1 with it (and a policy that names the real client but
+// not the outsider), runs the scenarios against it, checks that the store
+// holds no key of an attacker, and removes everything it made. The report
+// carries, for each scenario, the server's logged reason next to the
+// client's error. The error is for a set-up that failed; attacks that
+// succeed are in the report.
+func Demo(ctx context.Context, o DemoOptions) (rep *Report, err error) {
+	list, err := Select(o.Scenarios)
+	if err != nil {
+		return nil, err
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	rep = &Report{Mode: "demo", Started: time.Now()}
+
+	tmp, err := os.MkdirTemp("", "kvsctl-attack-")
+	if err != nil {
+		return nil, fmt.Errorf("create temporary directory: %w", err)
+	}
+	defer func() {
+		if rerr := os.RemoveAll(tmp); rerr != nil && err == nil {
+			err = fmt.Errorf("remove %s: %w", tmp, rerr)
+		}
+	}()
+	dir := pki.Dir(filepath.Join(tmp, "certs"))
+	progress(Progress{Step: "creating a throwaway PKI (CA, server, client; ECDSA P-256) in " + tmp})
+	if _, err := pki.Init(ctx, pki.InitOptions{Dir: dir, Hosts: demoHosts, KeyType: pki.ECDSAP256}); err != nil {
+		return nil, fmt.Errorf("create the demo PKI: %w", err)
+	}
+
+	store, storeName, dropSchema, err := openDemoStore(ctx, o.Store, tmp)
+	if err != nil {
+		return nil, err
+	}
+	rep.Store = storeName
+	defer func() {
+		store.Close()
+		if dropSchema != nil {
+			if derr := dropSchema(); derr != nil && err == nil {
+				err = derr
+			}
+		}
+	}()
+
+	// Placeholder address until the listener exists; the env is completed
+	// below.
+	e, err := newEnv(dir, "127.0.0.1:0", demoHosts[0], nil)
+	if err != nil {
+		return nil, err
+	}
+	e.clientHook = o.Hooks.ClientTLS
+
+	policyFile := filepath.Join(tmp, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(demoPolicy(e)), 0o600); err != nil {
+		return nil, fmt.Errorf("write the demo policy: %w", err)
+	}
+	policy, err := kvs.LoadPolicy(policyFile, nil)
+	if err != nil {
+		return nil, err
+	}
+
+	files, err := kvs.ServerFilesFromDir(string(dir))
+	if err != nil {
+		return nil, err
+	}
+	if o.Hooks.ServerFiles != nil {
+		o.Hooks.ServerFiles(&files)
+	}
+	st, err := kvs.NewServerTLS(files, kvs.ServerTLSOptions{})
+	if err != nil {
+		return nil, err
+	}
+	e.log = newServerLog()
+	srv, err := kvs.NewServer(kvs.Config{
+		TLS: st, Store: store, Policy: policy,
+		Audit:     slog.New(auditHandler{e.log}),
+		OnRefused: e.log.onRefused,
+		WrapTLS:   e.log.wrapTLS(o.Hooks.ServerTLS),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
+	}
+	e.addr = ln.Addr().String()
+	e.reload = func(context.Context, *tls.Config) error { return st.Reload() }
+	rep.Server = e.addr
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, ln) }()
+	defer func() {
+		stop()
+		if serr := <-served; serr != nil && err == nil {
+			err = fmt.Errorf("demo server: %w", serr)
+		}
+	}()
+	progress(Progress{Step: fmt.Sprintf("kvs server listening on %s (store: %s; policy: %q only)", e.addr, storeName, e.client.Leaf.Subject.CommonName)})
+
+	defer e.runCleanup()
+	rep.Results = runAll(ctx, e, list, progress)
+
+	progress(Progress{Step: "checking the store for keys written by attackers"})
+	rep.StoreCheck = demoStoreCheck(ctx, store, rep.Results)
+	applyStoreCheck(rep.Results, rep.StoreCheck.Found)
+	rep.Duration = time.Since(rep.Started)
+	rep.finish()
+	progress(Progress{Step: "stopping the server and removing " + tmp})
+	return rep, ctx.Err()
+}
+
+// demoPolicy lets in the real client, and the identities the revocation
+// scenarios issue (revocation must stop them on its own); it does not name
+// the outsider.
+func demoPolicy(e *env) string {
+	var b strings.Builder
+	b.WriteString("identities:\n")
+	fmt.Fprintf(&b, "  %q:\n    prefixes: [\"\"]\n    operations: [read, write, delete, list]\n", e.client.Leaf.Subject.CommonName)
+	for _, what := range []string{"revoked", "resumed"} {
+		fmt.Fprintf(&b, "  %q:\n    prefixes: [%q]\n    operations: [read, write]\n", e.identity(what), Prefix)
+	}
+	return b.String()
+}
+
+// demoStoreCheck lists every key under Prefix: after a good run there is
+// none, because the control deletes its own.
+func demoStoreCheck(ctx context.Context, store kvs.Store, results []Result) StoreCheck {
+	keys, _, err := store.List(ctx, Prefix, "", 1000)
+	if err != nil {
+		return StoreCheck{Note: "could not list the store: " + err.Error()}
+	}
+	sc := StoreCheck{Done: true}
+	for _, k := range keys {
+		sc.Found = append(sc.Found, k.Key)
+	}
+	attackers := 0
+	for _, r := range results {
+		if r.Key != "" {
+			attackers++
+		}
+	}
+	if len(sc.Found) == 0 {
+		sc.Note = fmt.Sprintf("no key under %s: none of the %d attackers wrote anything", Prefix, attackers)
+	} else {
+		sc.Note = fmt.Sprintf("%d key(s) under %s written by attackers", len(sc.Found), Prefix)
+	}
+	return sc
+}
+
+// openDemoStore opens the demo's store: a bbolt file in tmp, or a schema of
+// its own in PostgreSQL, with the function that drops it.
+func openDemoStore(ctx context.Context, rawURL, tmp string) (kvs.Store, string, func() error, error) {
+	if rawURL == "" || strings.HasPrefix(rawURL, "bolt:") {
+		if rawURL != "" {
+			return nil, "", nil, errors.New("the demo makes its own bbolt file: give no --store, or a postgres:// URL")
+		}
+		path := filepath.Join(tmp, "kvs.db")
+		s, err := kvs.OpenStore(ctx, "bolt:"+path, kvs.StoreOptions{})
+		if err != nil {
+			return nil, "", nil, err
+		}
+		return s, "bolt (temporary file)", nil, nil
+	}
+	if !strings.HasPrefix(rawURL, "postgres://") && !strings.HasPrefix(rawURL, "postgresql://") {
+		// OpenStore words the error without echoing the URL.
+		_, err := kvs.OpenStore(ctx, rawURL, kvs.StoreOptions{})
+		return nil, "", nil, err
+	}
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, "", nil, err
+	}
+	schema := "kvsctl_attack_" + hex.EncodeToString(b[:])
+	drop := func() error {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(dctx, rawURL)
+		if err != nil {
+			return fmt.Errorf("drop the demo schema %s: connect to PostgreSQL failed (run DROP SCHEMA %s CASCADE by hand)", schema, schema)
+		}
+		defer conn.Close(dctx)
+		if _, err := conn.Exec(dctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			return fmt.Errorf("drop the demo schema %s: %w", schema, err)
+		}
+		return nil
+	}
+	s, err := kvs.OpenStore(ctx, rawURL, kvs.StoreOptions{Schema: schema})
+	if err != nil {
+		drop()
+		return nil, "", nil, err
+	}
+	name := "postgres " + redacted(rawURL) + ", schema " + schema + " (dropped after)"
+	return s, name, drop, nil
+}
+
+// redacted shows a database URL without its password.
+func redacted(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(URL not shown)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,50 @@
+// Package attack shows, scenario by scenario, that a kvs deployment refuses
+// rogue clients and that its client refuses rogue servers: the
+// demonstration the original project ended with (a client with its own
+// self-signed certificate, refused by the server), widened to what a
+// security reviewer would try. Each [Scenario] is one attack, or the
+// legitimate control that must succeed for the refusals to mean anything.
+//
+// [Demo] is self-contained: it makes a throwaway PKI in a temporary
+// directory, serves a real kvs server on 127.0.0.1 (bbolt by default, or a
+// schema of its own in PostgreSQL), runs the scenarios, and removes
+// everything. Because the server is in-process, each result carries the
+// server's own reason for a refusal (its logged handshake error, matched to
+// the attacker by local address) next to the error the client got. [Run]
+// attacks a running server with the files of a PKI directory; it cannot
+// see the server's log.
+//
+// # What a run touches
+//
+// Every attacker tries to write a key of its own under [Prefix]; after the
+// scenarios the store is checked for those keys (directly in the demo, as
+// the real client against a remote server, deleting any it finds). Run
+// writes nothing else on the server. On disk, Run issues two short-lived
+// client certificates into the PKI directory for the revocation scenarios
+// (they must be in the inventory to be revoked), revokes them, which
+// re-signs the CRL, and removes their files afterwards; their inventory
+// records and CRL entries stay as an audit trail. Every other piece of
+// attacker material is made in memory, and certificates signed by the real
+// CA for an attack are valid for an hour at most.
+//
+// # Verdicts
+//
+// A scenario that should be refused during the TLS handshake counts as
+// succeeded when the server answers the attacker at the HTTP level at all,
+// whatever the status: the TLS check under test let it through. An
+// impersonation succeeds when the impostor receives any request. The
+// outside-policy scenario succeeds when its write is accepted. A report is
+// OK when every attack was refused (or skipped), the control passed and
+// the store holds no attacker key.
+//
+// # Negative controls
+//
+// [Hooks] build deliberately weakened deployments (client certificate
+// optional, CRL not loaded, TLS 1.0 allowed, host name not checked by the
+// client). They exist for tests, which assert that exactly the matching
+// scenarios are reported as succeeded, so each check is shown able to
+// fail. kvsctl never sets them.
+//
+// The package never prints: progress goes to a callback and results come
+// back as a [Report].
+package attack

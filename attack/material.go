@@ -1,0 +1,140 @@
+package attack
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"time"
+
+	"github.com/kvsctl/kvsctl/pki"
+)
+
+// Attacker material is made in memory and never written to disk, except
+// the certificates the revocation scenarios must record in the inventory
+// to revoke them. Certificates signed by the real CA for an attack are
+// short-lived (materialLifetime) so that nothing useful outlives the run.
+const materialLifetime = time.Hour
+
+// tlsCert pairs a chain with its key.
+func tlsCert(key crypto.Signer, chain ...*x509.Certificate) tls.Certificate {
+	c := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, x := range chain {
+		c.Certificate = append(c.Certificate, x.Raw)
+	}
+	return c
+}
+
+// selfSigned makes a self-signed leaf for profile with a new key of type kt.
+func selfSigned(kt pki.KeyType, profile pki.Profile, subject pkix.Name, hosts []string, now time.Time) (tls.Certificate, error) {
+	key, err := pki.GenerateKey(kt)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate %s key: %w", kt, err)
+	}
+	cert, err := pki.SelfSign(pki.LeafRequest{Profile: profile, Subject: subject, Hosts: hosts, NotAfter: now.Add(materialLifetime)}, key, now)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tlsCert(key, cert), nil
+}
+
+// signedByCA makes a leaf signed by the real CA with a new key; zero
+// notBefore/notAfter mean now (backdated by pki) and now+materialLifetime.
+func signedByCA(ca *pki.CA, kt pki.KeyType, profile pki.Profile, subject pkix.Name, hosts []string, notBefore, notAfter, now time.Time) (tls.Certificate, error) {
+	key, err := pki.GenerateKey(kt)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate %s key: %w", kt, err)
+	}
+	if notAfter.IsZero() {
+		notAfter = now.Add(materialLifetime)
+	}
+	cert, err := ca.Sign(pki.LeafRequest{
+		Profile: profile, Subject: subject, Hosts: hosts, PublicKey: key.Public(),
+		NotBefore: notBefore, NotAfter: notAfter,
+	}, now)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tlsCert(key, cert), nil
+}
+
+// lookAlikeCA makes a rogue CA whose certificate copies the subject name
+// and subject key id of anchor (the root the server trusts), so that a
+// verifier looking issuers up by name or key id finds the real one, and a
+// client certificate for subject issued by it that names anchor's key id as
+// its authority key id. The chain sent is the leaf and the rogue CA.
+func lookAlikeCA(anchor *x509.Certificate, kt pki.KeyType, subject pkix.Name, now time.Time) (tls.Certificate, error) {
+	caKey, err := pki.GenerateKey(kt)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate %s key: %w", kt, err)
+	}
+	leafKey, err := pki.GenerateKey(kt)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate %s key: %w", kt, err)
+	}
+	serial, err := pki.NewSerial()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		RawSubject:            anchor.RawSubject,
+		SubjectKeyId:          anchor.SubjectKeyId,
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(materialLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("create look-alike CA: %w", err)
+	}
+	rogueCA, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("parse look-alike CA: %w", err)
+	}
+	if serial, err = pki.NewSerial(); err != nil {
+		return tls.Certificate{}, err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber:   serial,
+		Subject:        subject,
+		NotBefore:      now.Add(-time.Hour),
+		NotAfter:       now.Add(materialLifetime),
+		KeyUsage:       x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		AuthorityKeyId: anchor.SubjectKeyId,
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, rogueCA, leafKey.Public(), caKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("create client certificate of the look-alike CA: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(leafDER)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("parse client certificate of the look-alike CA: %w", err)
+	}
+	return tlsCert(leafKey, leaf, rogueCA), nil
+}
+
+// CBC and RSA-key-exchange suites: what a downgrade probe offers. None is
+// AEAD with forward secrecy.
+var weakSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+	tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_RSA_WITH_AES_256_CBC_SHA,
+	tls.TLS_RSA_WITH_AES_128_CBC_SHA256,
+	tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+}
+
+// WeakSuites returns the CBC and RSA-key-exchange suites the downgrade
+// probes offer (tests use it to build a server that accepts them).
+func WeakSuites() []uint16 { return append([]uint16(nil), weakSuites...) }

@@ -152,7 +152,7 @@ func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte,
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, classifyTransport(err)
+		return nil, c.transportError(ctx, err)
 	}
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
@@ -187,6 +187,57 @@ func classifyTransport(err error) error {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	return err
+}
+
+// probeWait bounds how long transportError waits for the server's verdict on
+// its probe connection.
+const probeWait = time.Second
+
+// transportError classifies a failed request. In TLS 1.3 the server judges
+// the client certificate only after the client has finished its half of the
+// handshake, so a refusal often reaches the HTTP transport as a broken pipe,
+// a reset or an HTTP/2 connection that "could not be established", without
+// the alert. When the error is not explained otherwise, one probe connection
+// asks again and reads the server's first record: an alert there means the
+// server refuses this client (the server logs that handshake too).
+func (c *Client) transportError(ctx context.Context, err error) error {
+	if cerr := classifyTransport(err); cerr != err {
+		return cerr
+	}
+	var op *net.OpError
+	var ne net.Error
+	if ctx.Err() != nil || errors.As(err, &op) && op.Op == "dial" || errors.As(err, &ne) && ne.Timeout() {
+		return err // the caller gave up, nothing listens there, or no answer
+	}
+	if perr := c.probe(ctx); perr != nil {
+		return perr
+	}
+	return err
+}
+
+// probe connects once more and returns the classified error when the server
+// refuses the handshake or sends an alert right after it, else nil.
+func (c *Client) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*probeWait)
+	defer cancel()
+	addr := c.base.Host
+	if c.base.Port() == "" {
+		addr = net.JoinHostPort(c.base.Hostname(), "443")
+	}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: probeWait}, Config: c.tr.TLSClientConfig}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(probeWait))
+		_, err = conn.Read(make([]byte, 1))
+	}
+	if err == nil {
+		return nil
+	}
+	if cerr := classifyTransport(err); cerr != err {
+		return cerr
+	}
+	return nil
 }
 
 // Get returns the value and version of key.

@@ -96,7 +96,7 @@ func startServer(t *testing.T, d pki.Dir, store Store, mutate func(*Config)) *te
 			t.Error("server did not shut down")
 		}
 	})
-	return &testServer{addr: ln.Addr().String(), tls: st, store: store, log: logs, srv: srv}
+	return &testServer{addr: ln.Addr().String(), tls: cfg.TLS, store: store, log: logs, srv: srv}
 }
 
 // newTestClient connects with the PKI's default client files.
@@ -117,4 +117,38 @@ func newTestClient(t *testing.T, d pki.Dir, addr string, mutate func(*ClientConf
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// Bridges for the end-to-end tests of the external package kvs_test, which
+// share the PostgreSQL helpers of store_postgres_test.go. The names avoid
+// the Test prefix that go test and vet reserve.
+
+// E2EServer is a server started by [E2EStartServer].
+type E2EServer = testServer
+
+// Addr is the server's 127.0.0.1:port.
+func (ts *testServer) Addr() string { return ts.addr }
+
+// TLS is the server's reloadable TLS material.
+func (ts *testServer) TLS() *ServerTLS { return ts.tls }
+
+// Store is the store the server serves.
+func (ts *testServer) Store() Store { return ts.store }
+
+// Logs returns everything the server logged so far (JSON lines, debug level).
+func (ts *testServer) Logs() string { return ts.log.String() }
+
+// E2EPKI is testPKI for kvs_test.
+func E2EPKI(t *testing.T, selfSigned bool) pki.Dir { t.Helper(); return testPKI(t, selfSigned) }
+
+// E2EStartServer is startServer for kvs_test.
+func E2EStartServer(t *testing.T, d pki.Dir, store Store, mutate func(*Config)) *E2EServer {
+	t.Helper()
+	return startServer(t, d, store, mutate)
+}
+
+// E2EClient is newTestClient for kvs_test.
+func E2EClient(t *testing.T, d pki.Dir, addr string, mutate func(*ClientConfig)) *Client {
+	t.Helper()
+	return newTestClient(t, d, addr, mutate)
 }

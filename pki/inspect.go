@@ -188,7 +188,7 @@ func DescribeCert(c *x509.Certificate, now time.Time) CertInfo {
 		SignatureAlgorithm: c.SignatureAlgorithm.String(),
 		KeyUsage:           keyUsageNames(c.KeyUsage),
 		IsCA:               c.BasicConstraintsValid && c.IsCA,
-		SelfSigned:         bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil,
+		SelfSigned:         IsSelfSigned(c),
 		SubjectKeyID:       colonHex(c.SubjectKeyId),
 		AuthorityKeyID:     colonHex(c.AuthorityKeyId),
 		SHA256:             Fingerprint(c.Raw),

@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -69,7 +68,7 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 	if err != nil {
 		return nil, err
 	}
-	selfSigned := bytes.Equal(old.RawIssuer, old.RawSubject) && old.CheckSignatureFrom(old) == nil
+	selfSigned := IsSelfSigned(old)
 	if mode == ModeSelfSigned && !selfSigned {
 		return nil, fmt.Errorf("%s is not self-signed and %s has no CA to renew it with", o.CertFile, string(o.Dir))
 	}

@@ -45,7 +45,7 @@ func CheckTrustable(c *x509.Certificate) error {
 	if c.KeyUsage != 0 && c.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return fmt.Errorf("%s may not sign certificates (no keyCertSign): refusing to make it a trusted root", c.Subject)
 	}
-	if !bytes.Equal(c.RawIssuer, c.RawSubject) || c.CheckSignatureFrom(c) != nil {
+	if !IsSelfSigned(c) {
 		return fmt.Errorf("%s is not self-signed (issued by %s): only a root CA belongs in a trust store", c.Subject, c.Issuer)
 	}
 	return nil
@@ -168,4 +168,12 @@ func trustError(verb string, err error) error {
 		return fmt.Errorf("%s CA: %w; its output:\n  %s", verb, err, strings.ReplaceAll(out, "\n", "\n  "))
 	}
 	return fmt.Errorf("%s CA: %w", verb, err)
+}
+
+// IsSelfSigned reports whether c names itself as issuer and its signature
+// verifies with its own public key. Unlike c.CheckSignatureFrom(c) it also
+// holds for a self-signed leaf, which is not a CA.
+func IsSelfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) &&
+		c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }

@@ -1,8 +1,8 @@
 package pki
 
 import (
-	"crypto"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"io/fs"

@@ -44,6 +44,9 @@ type Hooks struct {
 	// ServerTLS alters the server's tls.Config for each handshake (for
 	// example, making the client certificate optional or allowing TLS 1.0).
 	ServerTLS func(*tls.Config)
+	// Server alters the server's configuration before it starts (for
+	// example, dropping the policy).
+	Server func(*kvs.Config)
 	// ClientTLS alters the real client's tls.Config (for example, checking
 	// the chain but not the host name).
 	ClientTLS func(*tls.Config)
@@ -129,12 +132,16 @@ func Demo(ctx context.Context, o DemoOptions) (rep *Report, err error) {
 		return nil, err
 	}
 	e.log = newServerLog()
-	srv, err := kvs.NewServer(kvs.Config{
+	cfg := kvs.Config{
 		TLS: st, Store: store, Policy: policy,
 		Audit:     slog.New(auditHandler{e.log}),
 		OnRefused: e.log.onRefused,
 		WrapTLS:   e.log.wrapTLS(o.Hooks.ServerTLS),
-	})
+	}
+	if o.Hooks.Server != nil {
+		o.Hooks.Server(&cfg)
+	}
+	srv, err := kvs.NewServer(cfg)
 	if err != nil {
 		return nil, err
 	}

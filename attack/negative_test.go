@@ -1,0 +1,137 @@
+package attack
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/kvsctl/kvsctl/kvs"
+)
+
+// The negative controls: the demo against deliberately weakened
+// deployments, built here and nowhere else. Each weakening must turn
+// exactly the scenarios that test it into SUCCEEDED, and fail the report;
+// otherwise the scenario could not tell a sound deployment from a broken
+// one.
+
+// clientCertOptional asks for a client certificate but lets a client in
+// without one (and drops the server's own no-certificate check in
+// VerifyConnection, which would otherwise still refuse it).
+func clientCertOptional(c *tls.Config) {
+	c.ClientAuth = tls.VerifyClientCertIfGiven
+	verify := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		return verify(cs)
+	}
+}
+
+// clientCertNotRequested never asks for a client certificate.
+func clientCertNotRequested(c *tls.Config) {
+	c.ClientAuth = tls.NoClientCert
+	c.VerifyConnection = nil
+}
+
+// resumptionNotRechecked skips the server's checks on resumed sessions.
+func resumptionNotRechecked(c *tls.Config) {
+	verify := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if cs.DidResume {
+			return nil
+		}
+		return verify(cs)
+	}
+}
+
+// oldProtocols allows TLS 1.0 and CBC/RSA-kex suites.
+func oldProtocols(c *tls.Config) {
+	c.MinVersion = tls.VersionTLS10
+	c.CipherSuites = append(slices.Clone(c.CipherSuites), WeakSuites()...)
+}
+
+// noCRL serves without the CRL.
+func noCRL(f *kvs.TLSFiles) { f.CRL = "" }
+
+// noPolicy serves without the policy.
+func noPolicy(c *kvs.Config) { c.Policy = nil }
+
+// hostNameUnchecked verifies the server's chain but not its name: what a
+// hand-rolled VerifyPeerCertificate often does. Test code only.
+func hostNameUnchecked(c *tls.Config) {
+	roots := c.RootCAs
+	c.InsecureSkipVerify = true
+	c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errors.New("no server certificate")
+		}
+		certs := make([]*x509.Certificate, len(raw))
+		for i, r := range raw {
+			var err error
+			if certs[i], err = x509.ParseCertificate(r); err != nil {
+				return err
+			}
+		}
+		inter := x509.NewCertPool()
+		for _, c := range certs[1:] {
+			inter.AddCert(c)
+		}
+		_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+		return err
+	}
+}
+
+// serverUnchecked trusts any server certificate. Test code only.
+func serverUnchecked(c *tls.Config) { c.InsecureSkipVerify = true }
+
+func TestAttackNegativeControls(t *testing.T) {
+	clientCertScenarios := []string{"self-signed-client", "rogue-ca", "no-client-cert", "expired-client",
+		"not-yet-valid-client", "revoked-client", "revoked-resumed", "server-cert-as-client"}
+	cases := []struct {
+		name          string
+		hooks         Hooks
+		succeeded     []string
+		controlFailed bool
+	}{
+		{"client certificate optional", Hooks{ServerTLS: clientCertOptional}, []string{"no-client-cert"}, false},
+		// The handler's own check answers 403 to a request without a
+		// certificate, so the control fails too.
+		{"client certificate not requested", Hooks{ServerTLS: clientCertNotRequested}, clientCertScenarios, true},
+		{"CRL not loaded", Hooks{ServerFiles: noCRL}, []string{"revoked-client", "revoked-resumed"}, false},
+		{"resumed sessions not re-checked", Hooks{ServerTLS: resumptionNotRechecked}, []string{"revoked-resumed"}, false},
+		{"TLS 1.0 and CBC suites allowed", Hooks{ServerTLS: oldProtocols}, []string{"tls10", "tls11", "tls12-cbc"}, false},
+		{"no policy", Hooks{Server: noPolicy}, []string{"outside-policy"}, false},
+		{"host name not checked by the client", Hooks{ClientTLS: hostNameUnchecked}, []string{"hostname-mismatch"}, false},
+		{"server certificate not checked by the client", Hooks{ClientTLS: serverUnchecked}, []string{"rogue-server", "hostname-mismatch"}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := demo(t, tc.hooks)
+			var got []string
+			for _, r := range rep.Results {
+				if r.Outcome == Succeeded {
+					got = append(got, r.Scenario)
+					t.Logf("%s SUCCEEDED: %s\n\tserver saw: %s\n\tclient saw: %s", r.Scenario, r.Observed, r.ServerSaw, r.ClientSaw)
+				}
+			}
+			if !slices.Equal(got, tc.succeeded) {
+				t.Errorf("succeeded: %v, want exactly %v", got, tc.succeeded)
+			}
+			control := result(t, rep, "control")
+			if (control.Outcome == Failed) != tc.controlFailed {
+				t.Errorf("control: %s (%s: %s)", control.Outcome, control.Observed, control.ClientSaw)
+			}
+			if rep.OK {
+				t.Error("report OK despite the weakened deployment")
+			}
+			for _, r := range rep.Results {
+				if r.Outcome == Broken {
+					t.Errorf("%s could not run: %s (%s)", r.Scenario, r.Observed, r.ClientSaw)
+				}
+			}
+		})
+	}
+}

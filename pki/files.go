@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -140,6 +141,9 @@ func ParseCerts(data []byte) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if !sawPEM {
+		if bytes.Contains(data, []byte("-----BEGIN ")) {
+			return nil, errors.New("corrupt PEM: no block between -----BEGIN and -----END decodes")
+		}
 		c, err := x509.ParseCertificate(data)
 		if err != nil {
 			return nil, fmt.Errorf("not a PEM or DER certificate: %w", err)

@@ -67,6 +67,11 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		return nil, errors.New("a passphrase protects the CA key, and self-signed mode has no CA")
 	}
 	d := opts.Dir
+	if fi, err := os.Stat(string(d)); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", string(d))
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("cannot use directory %s: %w", string(d), err)
+	}
 	if !opts.Force {
 		if m, err := d.Mode(); err == nil {
 			return nil, errorOf(fs.ErrExist, "%s already holds a %s PKI: use --force to replace it", string(d), m)

@@ -137,6 +137,9 @@ func Inspect(data []byte, now time.Time) (*Inspection, error) {
 		if len(bytes.TrimSpace(data)) == 0 {
 			return nil, errorOf(ErrNothingToInspect, "file is empty")
 		}
+		if bytes.Contains(data, []byte("-----BEGIN ")) {
+			return nil, errorOf(ErrNothingToInspect, "corrupt PEM: no block between -----BEGIN and -----END decodes")
+		}
 		// DER: try each kind; report the certificate error when none fits.
 		certErr := ins.addCert(data, now)
 		if certErr != nil && ins.addCSR(data) != nil && ins.addCRL(data, now) != nil {

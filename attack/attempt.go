@@ -154,6 +154,18 @@ func hostOf(addr, serverName string) string {
 	return addr
 }
 
+// errText is err's message without the request URL that net/http puts in
+// front of transport errors ("Put \"https://...\": "): the reason is what
+// matters, and the key in the URL is in the report already.
+func errText(err error) string {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		msg = strings.Replace(msg, ue.Error(), ue.Err.Error(), 1)
+	}
+	return msg
+}
+
 // isRemoteAlert reports whether err is a TLS alert sent by the peer.
 func isRemoteAlert(err error) bool {
 	var op *net.OpError

@@ -25,7 +25,7 @@ func runControl(ctx context.Context, e *env, key string) observation {
 	value := []byte("kvsctl attack control " + e.runID)
 	v, err := c.Put(ctx, key, value, kvs.Cond{CreateOnly: true})
 	if err != nil {
-		o.observed, o.clientSaw = "put failed", err.Error()
+		o.observed, o.clientSaw = "put failed", errText(err)
 		o.serverSaw = e.serverKey(ctx, key, 1)
 		return o
 	}
@@ -40,7 +40,7 @@ func runControl(ctx context.Context, e *env, key string) observation {
 		return o
 	}
 	if err := c.Delete(ctx, key, kvs.Cond{IfVersion: v}); err != nil {
-		o.observed, o.clientSaw = "delete failed", err.Error()
+		o.observed, o.clientSaw = "delete failed", errText(err)
 		o.serverSaw = e.serverKey(ctx, key, 3)
 		return o
 	}
@@ -82,9 +82,9 @@ func runOutsidePolicy(ctx context.Context, e *env, key string) observation {
 		o.outcome, o.observed, o.wrote = Succeeded, "write accepted: the policy does not restrict this identity", true
 		o.clientSaw = "PUT accepted"
 	case errors.As(perr, &se) && se.Code == 403:
-		o.outcome, o.observed, o.clientSaw = Refused, "handshake accepted, write refused with 403 by the policy", perr.Error()
+		o.outcome, o.observed, o.clientSaw = Refused, "handshake accepted, write refused with 403 by the policy", errText(perr)
 	default:
-		o.outcome, o.observed, o.clientSaw = Broken, "expected the handshake to pass and the policy to refuse", perr.Error()
+		o.outcome, o.observed, o.clientSaw = Broken, "expected the handshake to pass and the policy to refuse", errText(perr)
 	}
 	return o
 }

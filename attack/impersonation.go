@@ -131,7 +131,7 @@ func impersonate(ctx context.Context, e *env, key string, cert tls.Certificate) 
 	var n int
 	o.serverSaw, n = im.saw(ctx, 2*time.Second)
 	if perr != nil {
-		o.clientSaw = perr.Error()
+		o.clientSaw = errText(perr)
 	} else {
 		o.clientSaw = "PUT accepted (by the impostor)"
 	}

@@ -165,6 +165,9 @@ func runRevokedResumed(ctx context.Context, e *env, key string) observation {
 	}
 	o.observed = "sessions resumed before revocation (" + strings.Join(before, ", ") + "); after it: " + strings.Join(after, ", ") + note
 	o.serverSaw = strings.Join(server, " | ")
+	if e.log == nil {
+		o.serverSaw = remoteSaw
+	}
 	o.clientSaw = strings.Join(client, " | ")
 	return o
 }

@@ -1,0 +1,210 @@
+package attack
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/pki"
+)
+
+// remoteServer is a kvs server started the way kvsctl serve starts one
+// (files from a PKI directory, the CRL watched for changes), for Run to
+// attack from outside.
+type remoteServer struct {
+	addr  string
+	dir   pki.Dir
+	store kvs.Store
+}
+
+func startRemote(t *testing.T, withPolicy bool) *remoteServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := pki.Dir(filepath.Join(t.TempDir(), "certs"))
+	if _, err := pki.Init(ctx, pki.InitOptions{Dir: d, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	files, err := kvs.ServerFilesFromDir(string(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kvs.NewServerTLS(files, kvs.ServerTLSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go st.WatchTLS(ctx, 50*time.Millisecond)
+	store, err := kvs.OpenStore(ctx, "bolt:"+filepath.Join(t.TempDir(), "kvs.db"), kvs.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := kvs.Config{TLS: st, Store: store}
+	if withPolicy {
+		pf := filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(pf, []byte("identities:\n  client:\n    prefixes: [\"\"]\n    operations: [read, write, delete, list]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Policy, err = kvs.LoadPolicy(pf, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := kvs.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		store.Close()
+	})
+	return &remoteServer{addr: ln.Addr().String(), dir: d, store: store}
+}
+
+// clientOnlyDir copies what a client machine holds: the CA certificate and
+// the client's files, no CA key.
+func clientOnlyDir(t *testing.T, from pki.Dir) pki.Dir {
+	t.Helper()
+	to := pki.Dir(filepath.Join(t.TempDir(), "certs"))
+	if err := os.MkdirAll(string(to), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		from, to string
+		mode     os.FileMode
+	}{{from.CACert(), to.CACert(), 0o644}, {from.ClientCert(), to.ClientCert(), 0o644}, {from.ClientKey(), to.ClientKey(), 0o600}} {
+		data, err := os.ReadFile(f.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.to, data, f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return to
+}
+
+func TestAttackRunRemote(t *testing.T) {
+	rs := startRemote(t, true)
+	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, RevocationWait: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		t.Logf("%-22s %-9s %s | server: %s | client: %s", r.Scenario, r.Outcome, r.Observed, r.ServerSaw, r.ClientSaw)
+	}
+	if !rep.OK || rep.Mode != "remote" {
+		t.Errorf("report OK=%v mode %s, want OK remote; failures: %+v", rep.OK, rep.Mode, rep.Failures())
+	}
+	if rep.Count(Refused) != len(Scenarios())-1 || rep.Count(Passed) != 1 {
+		t.Errorf("%d refused, %d passed", rep.Count(Refused), rep.Count(Passed))
+	}
+	for _, name := range []string{"self-signed-client", "revoked-client", "tls10", "plaintext-http"} {
+		if r := result(t, rep, name); r.ServerSaw != remoteSaw {
+			t.Errorf("%s: server saw %q, want %q", name, r.ServerSaw, remoteSaw)
+		}
+	}
+	if r := result(t, rep, "revoked-resumed"); !strings.Contains(r.Observed, "TLS 1.3 resumption refused, TLS 1.2 resumption refused") {
+		t.Errorf("revoked-resumed observed %q", r.Observed)
+	}
+	if r := result(t, rep, "rogue-server"); !strings.Contains(r.ServerSaw, "impostor received 0 requests") {
+		t.Errorf("rogue-server: server saw %q", r.ServerSaw)
+	}
+	if r := result(t, rep, "hostname-mismatch"); !strings.Contains(r.ClientSaw, "x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs") {
+		t.Errorf("hostname-mismatch: client saw %q", r.ClientSaw)
+	}
+	if !rep.StoreCheck.Done || len(rep.StoreCheck.Found) != 0 {
+		t.Errorf("store check %+v", rep.StoreCheck)
+	}
+	// Nothing left under the prefix (the control deleted its key), no
+	// issued files left, the two revocations recorded.
+	if keys, _, err := rs.store.List(context.Background(), Prefix, "", 0); err != nil || len(keys) != 0 {
+		t.Errorf("store holds %v (%v) under %s", keys, err, Prefix)
+	}
+	if left, _ := filepath.Glob(filepath.Join(string(rs.dir), "issued", "*")); len(left) != 0 {
+		t.Errorf("issued files left behind: %v", left)
+	}
+	inv, err := rs.dir.LoadInventory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := 0
+	for _, r := range inv.Certificates {
+		if r.RevokedAt != nil && strings.HasPrefix(r.Name, "kvsctl-attack-") {
+			revoked++
+		}
+	}
+	if revoked != 2 {
+		t.Errorf("%d attack certificates revoked in the inventory, want 2", revoked)
+	}
+}
+
+func TestAttackRunRemoteWithoutCAKey(t *testing.T) {
+	rs := startRemote(t, true)
+	dir := clientOnlyDir(t, rs.dir)
+	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skipped []string
+	for _, r := range rep.Results {
+		s, _ := Lookup(r.Scenario)
+		if r.Outcome == Skipped {
+			skipped = append(skipped, r.Scenario)
+			if !strings.Contains(r.Observed, "needs the CA key") {
+				t.Errorf("%s skipped with %q", r.Scenario, r.Observed)
+			}
+		}
+		if s.NeedsCAKey != (r.Outcome == Skipped) {
+			t.Errorf("%s: needs CA key %v, outcome %s", r.Scenario, s.NeedsCAKey, r.Outcome)
+		}
+	}
+	if len(skipped) != 7 || !rep.OK {
+		t.Errorf("skipped %v, OK %v; want 7 skipped and OK", skipped, rep.OK)
+	}
+}
+
+// TestAttackRunRemoteNoPolicy is the remote negative control: a server
+// without a policy lets the outsider write, the run says so, and the store
+// check finds and removes the key.
+func TestAttackRunRemoteNoPolicy(t *testing.T) {
+	rs := startRemote(t, false)
+	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, Scenarios: []string{"control", "outside-policy", "no-client-cert"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := result(t, rep, "outside-policy")
+	if r.Outcome != Succeeded || !r.Wrote || rep.OK {
+		t.Errorf("outside-policy %s wrote=%v, report OK=%v; want SUCCEEDED, written, not OK", r.Outcome, r.Wrote, rep.OK)
+	}
+	if len(rep.StoreCheck.Found) != 1 || rep.StoreCheck.Found[0] != r.Key || !strings.Contains(rep.StoreCheck.Note, "deleted") {
+		t.Errorf("store check %+v, want it to find and delete %s", rep.StoreCheck, r.Key)
+	}
+	if _, err := rs.store.Get(context.Background(), r.Key); !errors.Is(err, kvs.ErrNotFound) {
+		t.Errorf("the outsider's key is still there: %v", err)
+	}
+}
+
+func TestAttackRunErrors(t *testing.T) {
+	if _, err := Run(context.Background(), RunOptions{Dir: pki.Dir(t.TempDir())}); err == nil {
+		t.Error("no server: no error")
+	}
+	if _, err := Run(context.Background(), RunOptions{Server: "127.0.0.1:1", Dir: pki.Dir(t.TempDir())}); !errors.Is(err, pki.ErrNoPKI) {
+		t.Errorf("empty directory: err = %v, want ErrNoPKI", err)
+	}
+	if _, err := Run(context.Background(), RunOptions{Server: "127.0.0.1:1", Scenarios: []string{"x"}}); !errors.Is(err, ErrUnknownScenario) {
+		t.Errorf("unknown scenario: err = %v", err)
+	}
+}

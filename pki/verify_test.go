@@ -6,7 +6,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"github.com/smallstep/truststore"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -194,5 +196,20 @@ func TestCheckTrustable(t *testing.T) {
 	}
 	if err := CheckTrustable(inter); err == nil || !strings.Contains(err.Error(), "not self-signed") {
 		t.Errorf("intermediate: %v", err)
+	}
+}
+
+func TestTrustErrorShowsCommandOutput(t *testing.T) {
+	t.Parallel()
+	ce := truststore.NewCmdError(errors.New("exit status 1"), exec.Command("update-ca-certificates"),
+		[]byte("W: /usr/local/share/ca-certificates/x.crt is not a certificate\nE: giving up\n"))
+	err := trustError("install", ce)
+	for _, want := range []string{"install CA: failed to execute update-ca-certificates: exit status 1", "its output:", "is not a certificate", "E: giving up"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	if !errors.As(err, new(*truststore.CmdError)) {
+		t.Error("CmdError not wrapped")
 	}
 }

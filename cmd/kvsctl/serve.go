@@ -255,7 +255,7 @@ func announce(w io.Writer, log *slog.Logger, sc serveConfig, addr string) {
 		}
 	}
 	if sc.logFormat == "json" {
-		log.Info("ready", "url", "https://"+server, "mode", sc.mode.String(), "store", redactStoreURL(sc.store), "client", client, "curl", curl)
+		log.Info("ready", "addr", addr, "url", "https://"+server, "mode", sc.mode.String(), "store", redactStoreURL(sc.store), "client", client, "curl", curl)
 		return
 	}
 	mode := ""

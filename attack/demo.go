@@ -161,7 +161,7 @@ func Demo(ctx context.Context, o DemoOptions) (rep *Report, err error) {
 			err = fmt.Errorf("demo server: %w", serr)
 		}
 	}()
-	progress(Progress{Step: fmt.Sprintf("kvs server listening on %s (store: %s; policy: %q only)", e.addr, storeName, e.client.Leaf.Subject.CommonName)})
+	progress(Progress{Step: fmt.Sprintf("kvs server listening on %s (store: %s; the policy names %q, not %q)", e.addr, storeName, e.client.Leaf.Subject.CommonName, outsiderName)})
 
 	defer e.runCleanup()
 	rep.Results = runAll(ctx, e, list, progress)

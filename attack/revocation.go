@@ -164,10 +164,10 @@ func runRevokedResumed(ctx context.Context, e *env, key string) observation {
 		}
 	}
 	o.observed = "sessions resumed before revocation (" + strings.Join(before, ", ") + "); after it: " + strings.Join(after, ", ") + note
-	o.serverSaw = strings.Join(server, " | ")
+	o.serverSaw = strings.Join(server, "; ")
 	if e.log == nil {
 		o.serverSaw = remoteSaw
 	}
-	o.clientSaw = strings.Join(client, " | ")
+	o.clientSaw = strings.Join(client, "; ")
 	return o
 }

@@ -63,6 +63,8 @@ type env struct {
 	// probe is a fresh connection with the revoked certificate, which a
 	// remote wait uses to see when the server has it.
 	reload func(ctx context.Context, probe *tls.Config) error
+	// revWait bounds a remote server's take-up of a new CRL.
+	revWait time.Duration
 	// clientHook alters the real client's tls.Config (tests only).
 	clientHook func(*tls.Config)
 	// cleanup runs after the scenarios, in reverse order.
@@ -240,12 +242,10 @@ func runAll(ctx context.Context, e *env, list []Scenario, progress func(Progress
 	return results
 }
 
-func (e *env) revocationWait() time.Duration {
-	if e.log != nil {
-		return 0
-	}
-	return time.Minute
-}
+// revocationWait is the extra time a scenario may take waiting for a
+// remote server to take up a new CRL (twice: the resumption scenario
+// revokes once, but the wait may start late).
+func (e *env) revocationWait() time.Duration { return 2 * e.revWait }
 
 // applyStoreCheck marks the scenarios whose keys were found in the store as
 // succeeded, whatever they observed.
@@ -301,12 +301,13 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	wait := o.RevocationWait
-	if wait <= 0 {
-		wait = 30 * time.Second
+	e.revWait = o.RevocationWait
+	if e.revWait <= 0 {
+		e.revWait = 30 * time.Second
 	}
 	e.reload = func(ctx context.Context, probe *tls.Config) error {
-		return awaitRefusal(ctx, e.addr, probe, wait)
+		progress(Progress{Step: fmt.Sprintf("revoked a certificate; waiting up to %s for the server to take up the new CRL", e.revWait)})
+		return awaitRefusal(ctx, e.addr, probe, e.revWait)
 	}
 	defer e.runCleanup()
 	rep := &Report{Mode: "remote", Server: o.Server, Started: time.Now()}

@@ -98,6 +98,20 @@ func MarshalKey(key crypto.Signer, passphrase []byte) ([]byte, error) {
 // ParseKey decodes a PEM private key: PKCS#8 (plain or encrypted), PKCS#1 RSA
 // or SEC 1 EC. An encrypted key needs its passphrase.
 func ParseKey(data, passphrase []byte) (crypto.Signer, error) {
+	return parseKey(data, passphrase, defaultKDFLimits)
+}
+
+// kdfLimits caps the work an encrypted key may ask for.
+type kdfLimits struct {
+	iterations   int   // PBKDF2
+	scryptMemory int64 // bytes: 128 * N * r * p
+}
+
+var defaultKDFLimits = kdfLimits{iterations: maxPBKDF2Iterations, scryptMemory: maxScryptMemory}
+
+// parseKey is ParseKey with explicit KDF limits (fuzzing uses low ones to
+// stay fast).
+func parseKey(data, passphrase []byte, lim kdfLimits) (crypto.Signer, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
 		return nil, errors.New("no PEM private key found")
@@ -111,7 +125,7 @@ func ParseKey(data, passphrase []byte) (crypto.Signer, error) {
 		if len(passphrase) == 0 {
 			return nil, errors.New("key is encrypted: give its passphrase with --passphrase-file or KVS_CA_PASSPHRASE")
 		}
-		if err := checkKDFCost(block.Bytes); err != nil {
+		if err := checkKDFCost(block.Bytes, lim); err != nil {
 			return nil, err
 		}
 		k, err = pkcs8.ParsePKCS8PrivateKey(block.Bytes, passphrase)
@@ -230,7 +244,7 @@ var (
 
 // checkKDFCost parses the PBES2 parameters of an encrypted PKCS#8 key and
 // refuses a derivation too expensive to attempt, before any work is done.
-func checkKDFCost(der []byte) error {
+func checkKDFCost(der []byte, lim kdfLimits) error {
 	var info struct {
 		Algo pkix.AlgorithmIdentifier
 		Data []byte
@@ -259,8 +273,8 @@ func checkKDFCost(der []byte) error {
 		if _, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &p); err != nil {
 			return fmt.Errorf("parse PBKDF2 parameters: %w", err)
 		}
-		if p.Iterations < 1 || p.Iterations > maxPBKDF2Iterations {
-			return fmt.Errorf("encrypted private key asks for %d PBKDF2 iterations: refusing more than %d", p.Iterations, maxPBKDF2Iterations)
+		if p.Iterations < 1 || p.Iterations > lim.iterations {
+			return fmt.Errorf("encrypted private key asks for %d PBKDF2 iterations: refusing more than %d", p.Iterations, lim.iterations)
 		}
 	case params.KDF.Algorithm.Equal(oidScrypt):
 		var p struct {
@@ -271,9 +285,9 @@ func checkKDFCost(der []byte) error {
 		if _, err := asn1.Unmarshal(params.KDF.Parameters.FullBytes, &p); err != nil {
 			return fmt.Errorf("parse scrypt parameters: %w", err)
 		}
-		if p.N < 2 || p.R < 1 || p.P < 1 || p.N > maxScryptMemory/128 || p.R > 1<<10 || p.P > 1<<10 ||
-			int64(p.N)*int64(p.R)*int64(p.P) > maxScryptMemory/128 {
-			return fmt.Errorf("encrypted private key asks for scrypt N=%d r=%d p=%d: refusing more than %d MiB", p.N, p.R, p.P, maxScryptMemory>>20)
+		if p.N < 2 || p.R < 1 || p.P < 1 || int64(p.N) > lim.scryptMemory/128 || p.R > 1<<10 || p.P > 1<<10 ||
+			int64(p.N)*int64(p.R)*int64(p.P) > lim.scryptMemory/128 {
+			return fmt.Errorf("encrypted private key asks for scrypt N=%d r=%d p=%d: refusing more than %d MiB", p.N, p.R, p.P, lim.scryptMemory>>20)
 		}
 	default:
 		return fmt.Errorf("encrypted private key uses key derivation %s: only PBKDF2 and scrypt are supported", params.KDF.Algorithm)

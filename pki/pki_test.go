@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"github.com/youmark/pkcs8"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -403,6 +405,37 @@ func TestHumanDuration(t *testing.T) {
 	} {
 		if got := HumanDuration(d); got != want {
 			t.Errorf("HumanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestKDFLimits(t *testing.T) {
+	t.Parallel()
+	k := mustKey(t)
+	for _, tc := range []struct {
+		name string
+		kdf  pkcs8.KDFOpts
+		lim  kdfLimits
+		want string
+	}{
+		{"pbkdf2 within", pkcs8.PBKDF2Opts{SaltSize: 16, IterationCount: 1000, HMACHash: crypto.SHA256}, kdfLimits{1000, 1 << 20}, ""},
+		{"pbkdf2 over", pkcs8.PBKDF2Opts{SaltSize: 16, IterationCount: 1001, HMACHash: crypto.SHA256}, kdfLimits{1000, 1 << 20}, "refusing more than 1000"},
+		{"scrypt within", pkcs8.ScryptOpts{SaltSize: 16, CostParameter: 1 << 10, BlockSize: 8, ParallelizationParameter: 1}, kdfLimits{1000, 1 << 20}, ""},
+		{"scrypt over", pkcs8.ScryptOpts{SaltSize: 16, CostParameter: 1 << 11, BlockSize: 8, ParallelizationParameter: 1}, kdfLimits{1000, 1 << 20}, "refusing more than 1 MiB"},
+	} {
+		der, err := pkcs8.MarshalPrivateKey(k, []byte("pw"), &pkcs8.Opts{Cipher: pkcs8.AES256CBC, KDFOpts: tc.kdf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: der})
+		_, err = parseKey(data, []byte("pw"), tc.lim)
+		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		if tc.want == "" {
+			if _, err := parseKey(data, []byte("wrong"), tc.lim); !errors.Is(err, ErrWrongPassphrase) {
+				t.Errorf("%s wrong passphrase: %v", tc.name, err)
+			}
 		}
 	}
 }

@@ -25,9 +25,14 @@ type remoteServer struct {
 
 func startRemote(t *testing.T, withPolicy bool) *remoteServer {
 	t.Helper()
+	return startRemoteMode(t, withPolicy, false)
+}
+
+func startRemoteMode(t *testing.T, withPolicy, selfSigned bool) *remoteServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := pki.Dir(filepath.Join(t.TempDir(), "certs"))
-	if _, err := pki.Init(ctx, pki.InitOptions{Dir: d, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
+	if _, err := pki.Init(ctx, pki.InitOptions{Dir: d, SelfSigned: selfSigned, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
 	files, err := kvs.ServerFilesFromDir(string(d))
@@ -173,6 +178,29 @@ func TestAttackRunRemoteWithoutCAKey(t *testing.T) {
 	}
 	if len(skipped) != 7 || !rep.OK {
 		t.Errorf("skipped %v, OK %v; want 7 skipped and OK", skipped, rep.OK)
+	}
+}
+
+// TestAttackRunRemoteSelfSigned attacks a server of a self-signed PKI (the
+// original project's set-up): there is no CA, so its scenarios are skipped,
+// and the look-alike copies the certificate the server pins.
+func TestAttackRunRemoteSelfSigned(t *testing.T) {
+	rs := startRemoteMode(t, true, true)
+	rep, err := Run(context.Background(), RunOptions{Server: "localhost:" + strings.Split(rs.addr, ":")[1], Dir: rs.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		t.Logf("%-22s %-9s %s | client: %s", r.Scenario, r.Outcome, r.Observed, r.ClientSaw)
+	}
+	if !rep.OK || rep.Count(Skipped) != 7 || rep.Count(Refused) != 8 {
+		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 7 and 8", rep.OK, rep.Count(Skipped), rep.Count(Refused))
+	}
+	if r := result(t, rep, "expired-client"); !strings.Contains(r.Observed, "self-signed PKI without a CA") {
+		t.Errorf("expired-client skipped with %q", r.Observed)
+	}
+	if r := result(t, rep, "rogue-server"); !strings.Contains(r.ClientSaw, "x509: certificate signed by unknown authority") {
+		t.Errorf("rogue-server: client saw %q", r.ClientSaw)
 	}
 }
 

@@ -158,8 +158,9 @@ func (e *env) attackerTLS(certs ...tls.Certificate) *tls.Config {
 	return cfg
 }
 
-// realClient is the real client (the kvs package's) with the real
-// certificate, or with cert when given, pointed at addr.
+// realClient is the real client (the kvs package's, configured as kvsctl
+// get and put configure it: HTTP/2 when offered, session resumption on)
+// with the real certificate, or with cert when given, pointed at addr.
 func (e *env) realClient(addr string, cert *tls.Certificate) (*kvs.Client, error) {
 	cfg, err := e.clientFiles.ClientConfig(kvs.ClientOptions{ServerName: e.serverName})
 	if err != nil {
@@ -171,7 +172,7 @@ func (e *env) realClient(addr string, cert *tls.Certificate) (*kvs.Client, error
 	if e.clientHook != nil {
 		e.clientHook(cfg)
 	}
-	return kvs.NewClientTLS(kvs.ClientConfig{Server: addr, HTTP1: true, Timeout: attemptTimeout}, cfg)
+	return kvs.NewClientTLS(kvs.ClientConfig{Server: addr, Timeout: attemptTimeout}, cfg)
 }
 
 // serverSide describes what the server saw of an attempt.

@@ -2,6 +2,7 @@ package attack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -166,7 +167,7 @@ func Lookup(name string) (Scenario, bool) {
 
 // ErrUnknownScenario is wrapped by the error for a scenario name that does
 // not exist.
-var ErrUnknownScenario = fmt.Errorf("attack: unknown scenario")
+var ErrUnknownScenario = errors.New("attack: unknown scenario")
 
 // Select returns the named scenarios in catalogue order, or all of them when
 // names is empty. An unknown name is an error that lists the known ones.

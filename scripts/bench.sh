@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# scripts/bench.sh BIN: the side-by-side performance comparison ('make bench').
+#
+# One run, everything on 127.0.0.1, one temporary PKI (kvsctl pki init), the
+# same value size, keyspace and number of clients for every system:
+#   (a) kvsctl serve on the embedded store (GET, PUT) against the bare
+#       ceiling: net/http with the same mutual-TLS configuration answering a
+#       fixed 100-byte body (kvsctl bench bare-server);
+#   (b) kvsctl serve on PostgreSQL (GET, PUT) against pgbench -M prepared
+#       running the store's own SELECT and upsert on the same table;
+#   (c) full and resumed TLS handshakes per second, serve against bare;
+#   (d) RSS of kvsctl serve holding 5,000 idle mutual-TLS connections;
+#   and vegeta (a generator we did not write) against both servers.
+# Throughput pairs run alternately, BENCH_ROUNDS times, and each system
+# keeps its best round (noise on a shared machine only ever slows a run
+# down). The table goes to stdout and to bench-results/latest.md, with the
+# raw JSON of every run under bench-results/<date>/.
+#
+# Needs: go, a PostgreSQL superuser URL (KVS_BENCH_DATABASE, default
+# postgres://postgres@127.0.0.1:5432/postgres; the script creates and drops
+# its own database, kvsbench). Installs pgbench (apt) and vegeta (go install)
+# when missing. Takes about 6 minutes on 2 cores. Not part of 'make test'.
+set -euo pipefail
+
+BIN=${1:-bin/kvsctl}
+DURATION=${BENCH_DURATION:-8s}      # each timed run
+ROUNDS=${BENCH_ROUNDS:-2}           # alternating rounds per pair
+CLIENTS=${BENCH_CLIENTS:-32}
+KEYS=${BENCH_KEYS:-10000}
+VALUE_SIZE=${BENCH_VALUE_SIZE:-100}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
+KEY_TYPE=${BENCH_KEY_TYPE:-rsa2048} # the default of 'kvsctl pki init'
+PG_ADMIN=${KVS_BENCH_DATABASE:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_DB=kvsbench
+OUT=${BENCH_OUT:-bench-results}
+
+PORT_BARE=17444
+PORT_BOLT=17443
+PORT_PG=17445
+PORT_IDLE=17446
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+[ -x "$BIN" ] || die "$BIN not found: run 'make build' first"
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+secs=${DURATION%s}
+[[ $secs =~ ^[0-9]+$ ]] || die "BENCH_DURATION must be whole seconds, like 8s"
+
+# --- tools -----------------------------------------------------------------
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+find_pgbench() {
+	local p
+	for p in "$(command -v pgbench 2>/dev/null)" /usr/lib/postgresql/*/bin/pgbench; do
+		if [ -n "$p" ] && [ -x "$p" ] && "$p" --version >/dev/null 2>&1; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+if ! PGBENCH=$(find_pgbench); then
+	say "installing pgbench"
+	sudo_ apt-get update -qq >/dev/null
+	# pgbench ships with the client package from PostgreSQL 16, with the
+	# server package before.
+	major=$(psql "$PG_ADMIN" -tAc 'SHOW server_version_num' 2>/dev/null | cut -c1-2 || true)
+	for pkg in ${major:+postgresql-client-$major postgresql-$major} postgresql-client postgresql-contrib; do
+		DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq "$pkg" >/dev/null 2>&1 || true
+		PGBENCH=$(find_pgbench) && break
+	done
+	PGBENCH=$(find_pgbench) || die "could not install pgbench"
+fi
+command -v psql >/dev/null || die "psql is needed (it comes with pgbench's package)"
+
+VEGETA=$(command -v vegeta 2>/dev/null || echo "$(go env GOPATH)/bin/vegeta")
+if ! [ -x "$VEGETA" ]; then
+	say "installing vegeta"
+	go install github.com/tsenart/vegeta/v12@latest
+fi
+[ -x "$VEGETA" ] || die "could not install vegeta"
+
+# --- set-up ----------------------------------------------------------------
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+(( $(ulimit -n) > IDLE_CONNS + 100 )) || die "open file limit $(ulimit -n) is too low for $IDLE_CONNS connections"
+
+TMP=$(mktemp -d)
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=$OUT/$STAMP
+mkdir -p "$RAW"
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+CERTS=$TMP/certs
+"$BIN" pki init --dir "$CERTS" --key-type "$KEY_TYPE" --hosts localhost,127.0.0.1 >/dev/null
+psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null
+psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
+pg_base=${PG_ADMIN%%\?*}
+PG_URL="${pg_base%/*}/$PG_DB${PG_ADMIN#"$pg_base"}" # same server and options, database kvsbench
+
+wait_port() {
+	local i
+	for i in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	die "nothing listens on port $1: see $TMP/*.log"
+}
+start() { # name port command...
+	local name=$1 port=$2
+	shift 2
+	"$@" 2>"$TMP/$name.log" &
+	PIDS+=($!)
+	eval "PID_$name=$!"
+	wait_port "$port"
+}
+start bare "$PORT_BARE" "$BIN" bench bare-server --dir "$CERTS" --listen "127.0.0.1:$PORT_BARE"
+start bolt "$PORT_BOLT" "$BIN" serve --dir "$CERTS" --listen "127.0.0.1:$PORT_BOLT" --store "bolt:$TMP/kvs.db"
+start pg "$PORT_PG" "$BIN" serve --dir "$CERTS" --listen "127.0.0.1:$PORT_PG" --store "$PG_URL"
+
+# --- runs ------------------------------------------------------------------
+declare -A RPS P50 P99 NOTE
+
+num() { grep -o "\"$1\": [0-9.e+-]*" "$2" | head -1 | awk '{print $2}'; }
+keep() { # label rps p50 p99: keep the best round
+	local cur=${RPS[$1]:-0}
+	if awk -v a="$2" -v b="$cur" 'BEGIN{exit !(a>b)}'; then
+		RPS[$1]=$2 P50[$1]=$3 P99[$1]=$4
+	fi
+}
+
+bench() { # label port round args...
+	local label=$1 port=$2 round=$3 f
+	shift 3
+	f=$RAW/$label.$round.json
+	"$BIN" bench --dir "$CERTS" --server "localhost:$port" --clients "$CLIENTS" --keys "$KEYS" \
+		--value-size "$VALUE_SIZE" --duration "$DURATION" --quiet --json "$@" >"$f" ||
+		die "bench $label failed: $(cat "$f")"
+	local errs
+	errs=$(num errors "$f")
+	[ "$errs" = 0 ] || NOTE[$label]="$errs errors: $(grep -o '"first_error": "[^"]*' "$f" | cut -d'"' -f4)"
+	keep "$label" "$(num rps "$f")" "$(num p50_ms "$f")" "$(num p99_ms "$f")"
+	if [[ $label == hs_* ]]; then
+		NOTE[$label]="$(num handshakes "$f") handshakes, $(num resumed "$f") resumed"
+	fi
+	say "$(printf '%-14s round %d: %8.0f req/s' "$label" "$round" "$(num rps "$f")")"
+}
+
+PUT_VALUE=$(head -c "$VALUE_SIZE" /dev/urandom | od -An -tx1 -v | tr -d ' \n')
+pgb() { # label script round
+	local label=$1 script=$2 round=$3 f tps
+	f=$RAW/$label.$round.txt
+	"$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$(nproc)" -T "$secs" -f "$script" -D "v=\\x$PUT_VALUE" \
+		-r "$PG_URL" >"$f" 2>&1 || die "pgbench $label failed: $(tail -5 "$f")"
+	tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$f")
+	[ -n "$tps" ] || die "pgbench $label: no tps in its output: $(tail -5 "$f")"
+	local lat
+	lat=$(sed -nE 's/^latency average = ([0-9.]+) ms/\1/p' "$f")
+	keep "$label" "$tps" "${lat:-0}" ""
+	NOTE[$label]="p50/p99 not reported by pgbench; latency average ${lat} ms"
+	say "$(printf '%-14s round %d: %8.0f tps' "$label" "$round" "$tps")"
+}
+
+say "preloading $KEYS keys of $VALUE_SIZE bytes into both stores"
+"$BIN" bench --dir "$CERTS" --server "localhost:$PORT_BOLT" --clients "$CLIENTS" --keys "$KEYS" --value-size "$VALUE_SIZE" --preload --requests 1 --quiet >/dev/null
+"$BIN" bench --dir "$CERTS" --server "localhost:$PORT_PG" --clients "$CLIENTS" --keys "$KEYS" --value-size "$VALUE_SIZE" --preload --requests 1 --quiet >/dev/null
+"$BIN" bench pgbench-script --op get --keys "$KEYS" >"$TMP/get.sql"
+"$BIN" bench pgbench-script --op put --keys "$KEYS" >"$TMP/put.sql"
+cp "$TMP/get.sql" "$TMP/put.sql" "$RAW/"
+
+say "(a) embedded store against the bare ceiling"
+for r in $(seq "$ROUNDS"); do
+	bench bare_get "$PORT_BARE" "$r" --op get
+	bench bolt_get "$PORT_BOLT" "$r" --op get
+done
+for r in $(seq "$ROUNDS"); do
+	bench bare_put "$PORT_BARE" "$r" --op put
+	bench bolt_put "$PORT_BOLT" "$r" --op put
+done
+
+say "(b) PostgreSQL store against pgbench"
+for r in $(seq "$ROUNDS"); do
+	pgb pgbench_get "$TMP/get.sql" "$r"
+	bench pg_get "$PORT_PG" "$r" --op get
+done
+for r in $(seq "$ROUNDS"); do
+	pgb pgbench_put "$TMP/put.sql" "$r"
+	bench pg_put "$PORT_PG" "$r" --op put
+done
+
+say "(c) TLS handshakes (a new HTTP/1.1 connection per request)"
+for r in $(seq "$ROUNDS"); do
+	bench hs_full_bare "$PORT_BARE" "$r" --op get --new-conn --no-resume --http1
+	bench hs_full_bolt "$PORT_BOLT" "$r" --op get --new-conn --no-resume --http1
+done
+for r in $(seq "$ROUNDS"); do
+	bench hs_res_bare "$PORT_BARE" "$r" --op get --new-conn --http1
+	bench hs_res_bolt "$PORT_BOLT" "$r" --op get --new-conn --http1
+done
+
+say "vegeta against both servers"
+for k in $(seq 0 999); do
+	echo "GET https://localhost:PORT/v1/kv/$((10000000 + (RANDOM * 32768 + RANDOM) % KEYS))"
+done >"$TMP/get.targets"
+head -c "$VALUE_SIZE" /dev/urandom >"$TMP/value"
+for k in $(seq 0 999); do
+	printf 'PUT https://localhost:PORT/v1/kv/%d\n@%s\n\n' "$((10000000 + (RANDOM * 32768 + RANDOM) % KEYS))" "$TMP/value"
+done >"$TMP/put.targets"
+veg() { # label port op
+	local label=$1 port=$2 op=$3 f
+	f=$RAW/$label.json
+	sed "s/PORT/$port/" "$TMP/$op.targets" >"$TMP/targets"
+	"$VEGETA" attack -targets="$TMP/targets" -rate=0 -workers="$CLIENTS" -max-workers="$CLIENTS" \
+		-duration="$DURATION" -cert="$CERTS/client.crt" -key="$CERTS/client.key" -root-certs="$CERTS/ca.crt" |
+		"$VEGETA" report -type=json >"$f"
+	local ok tput p50 p99
+	tput=$(jq -r '.throughput' "$f")
+	p50=$(jq -r '.latencies["50th"] / 1e6' "$f")
+	p99=$(jq -r '.latencies["99th"] / 1e6' "$f")
+	ok=$(jq -r '.success' "$f")
+	keep "$label" "$tput" "$p50" "$p99"
+	[ "$ok" = 1 ] || NOTE[$label]="success ratio $ok: $(jq -c '.errors[:2]' "$f")"
+	say "$(printf '%-14s         %8.0f req/s' "$label" "$tput")"
+}
+veg veg_bare_get "$PORT_BARE" get
+veg veg_bolt_get "$PORT_BOLT" get
+veg veg_bare_put "$PORT_BARE" put
+veg veg_bolt_put "$PORT_BOLT" put
+
+say "(d) memory: $IDLE_CONNS idle connections"
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+idle() { # label server-command-kind
+	local label=$1 kind=$2 pid base held
+	if [ "$kind" = bare ]; then
+		start "idle_$label" "$PORT_IDLE" "$BIN" bench bare-server --dir "$CERTS" --listen "127.0.0.1:$PORT_IDLE"
+	else
+		start "idle_$label" "$PORT_IDLE" "$BIN" serve --dir "$CERTS" --listen "127.0.0.1:$PORT_IDLE" --store "bolt:$TMP/idle.db"
+	fi
+	pid=$(eval echo "\$PID_idle_$label")
+	"$BIN" bench --dir "$CERTS" --server "localhost:$PORT_IDLE" --requests 100 --clients 4 --op put --quiet >/dev/null
+	sleep 1
+	base=$(rss_kib "$pid")
+	"$BIN" bench hold --dir "$CERTS" --server "localhost:$PORT_IDLE" --conns "$IDLE_CONNS" --for 5m >"$TMP/hold.out" 2>"$TMP/hold.err" &
+	local holder=$!
+	PIDS+=("$holder")
+	local i
+	for i in $(seq 600); do
+		grep -q holding "$TMP/hold.out" 2>/dev/null && break
+		kill -0 "$holder" 2>/dev/null || die "holding connections failed: $(cat "$TMP/hold.err")"
+		sleep 0.1
+	done
+	sleep 2
+	held=$(rss_kib "$pid")
+	kill "$holder" "$pid" 2>/dev/null || true
+	wait "$holder" "$pid" 2>/dev/null || true
+	echo "$label base_kib=$base held_kib=$held conns=$IDLE_CONNS $(cat "$TMP/hold.out")" >>"$RAW/idle.txt"
+	RSS[$label]=$(awk -v a="$base" -v b="$held" -v n="$IDLE_CONNS" 'BEGIN{printf "%.1f", (b-a)/n}')
+	say "$(printf '%-14s %s KiB per connection (RSS %d -> %d KiB)' "$label" "${RSS[$label]}" "$base" "$held")"
+}
+declare -A RSS
+idle serve serve
+idle bare bare
+
+# --- report ----------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-" }'; }
+met() { awk -v r="$1" -v g="$2" -v dir="$3" 'BEGIN{ if (r=="-") print "-"; else if ((dir==">=" && r>=g) || (dir=="<=" && r<=g)) print "yes"; else print "**no**" }'; }
+fmt() { awk -v a="$1" 'BEGIN{ if (a=="") print "-"; else printf "%.0f", a }'; }
+ms() { awk -v a="$1" 'BEGIN{ if (a=="" || a==0) print "-"; else printf "%.2f", a }'; }
+
+row() { # figure ours ref goal
+	local fig=$1 a=$2 b=$3 goal=$4 r
+	r=$(ratio "${RPS[$a]:-0}" "${RPS[$b]:-0}")
+	printf '| %s | %s | %s | %s× | ≥ %s× | %s |\n' "$fig" "$(fmt "${RPS[$a]:-}")" "$(fmt "${RPS[$b]:-}")" "$r" "$goal" "$(met "$r" "$goal" ">=")"
+}
+
+REPORT=$RAW/results.md
+{
+	echo "# kvsctl bench results, $STAMP"
+	echo
+	echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(go version | cut -d' ' -f3), kvsctl $("$BIN" --version | awk '{print $NF}'), $("$PGBENCH" --version), PostgreSQL $(psql "$PG_ADMIN" -tAc 'SHOW server_version')."
+	echo "Everything on 127.0.0.1; $KEY_TYPE certificates from one 'kvsctl pki init'; $CLIENTS clients, $KEYS keys, $VALUE_SIZE-byte values;"
+	echo "each throughput figure is the best of $ROUNDS alternating runs of $DURATION. kvsctl serve writes its audit log to a file."
+	echo
+	echo "| figure | kvsctl (req/s) | reference (req/s) | ratio | goal | met |"
+	echo "|---|---|---|---|---|---|"
+	row "(a) GET, embedded store vs bare ceiling" bolt_get bare_get 0.8
+	row "(a) PUT (durable), embedded store vs bare ceiling" bolt_put bare_put 0.5
+	row "(b) GET, PostgreSQL store vs pgbench SELECT" pg_get pgbench_get 0.5
+	row "(b) PUT, PostgreSQL store vs pgbench upsert" pg_put pgbench_put 0.6
+	row "(c) full handshakes/s, serve vs bare" hs_full_bolt hs_full_bare 0.9
+	row "(c) resumed handshakes/s, serve vs bare" hs_res_bolt hs_res_bare 0.9
+	r=${RSS[serve]}
+	printf '| (d) RSS per idle mTLS connection (%d, HTTP/2) | %s KiB | bare: %s KiB | - | ≤ 64 KiB | %s |\n' "$IDLE_CONNS" "$r" "${RSS[bare]}" "$(met "$r" 64 "<=")"
+	echo
+	echo "vegeta (rate unlimited, $CLIENTS workers, HTTP/2):"
+	echo
+	echo "| run | kvsctl serve (req/s) | bare (req/s) | ratio |"
+	echo "|---|---|---|---|"
+	for op in get put; do
+		printf '| %s | %s | %s | %s× |\n' "${op^^}" "$(fmt "${RPS[veg_bolt_$op]:-}")" "$(fmt "${RPS[veg_bare_$op]:-}")" "$(ratio "${RPS[veg_bolt_$op]:-0}" "${RPS[veg_bare_$op]:-0}")"
+	done
+	echo
+	echo "Latency (ms) of the best runs:"
+	echo
+	echo "| run | req/s | p50 | p99 | note |"
+	echo "|---|---|---|---|---|"
+	for l in bare_get bolt_get bare_put bolt_put pgbench_get pg_get pgbench_put pg_put hs_full_bare hs_full_bolt hs_res_bare hs_res_bolt veg_bare_get veg_bolt_get veg_bare_put veg_bolt_put; do
+		printf '| %s | %s | %s | %s | %s |\n' "$l" "$(fmt "${RPS[$l]:-}")" "$(ms "${P50[$l]:-}")" "$(ms "${P99[$l]:-}")" "${NOTE[$l]:-}"
+	done
+} >"$REPORT"
+cp "$REPORT" "$OUT/latest.md"
+cat "$REPORT"
+say "written to $OUT/latest.md (raw runs in $RAW)"

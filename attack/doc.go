@@ -19,13 +19,14 @@
 // Every attacker tries to write a key of its own under [Prefix]; after the
 // scenarios the store is checked for those keys (directly in the demo, as
 // the real client against a remote server, deleting any it finds). Run
-// writes nothing else on the server. On disk, Run issues two short-lived
-// client certificates into the PKI directory for the revocation scenarios
-// (they must be in the inventory to be revoked), revokes them, which
-// re-signs the CRL, and removes their files afterwards; their inventory
-// records and CRL entries stay as an audit trail. Every other piece of
-// attacker material is made in memory, and certificates signed by the real
-// CA for an attack are valid for an hour at most.
+// writes nothing else on the server. On disk, Run issues two client
+// certificates (valid for a day) into the PKI directory for the revocation
+// scenarios (they must be in the inventory to be revoked), revokes them,
+// which re-signs the CRL, and removes their files afterwards; their
+// inventory records and CRL entries stay as an audit trail. Every other
+// piece of attacker material is made in memory and never written, and the
+// other certificates signed by the real CA for an attack are valid for an
+// hour at most.
 //
 // # Verdicts
 //

@@ -1,0 +1,56 @@
+package kvs
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"testing"
+)
+
+// FuzzParsePolicy feeds arbitrary bytes to ParsePolicy, the parser of the
+// --policy file. It must not panic; a policy it accepts must render to JSON
+// (MarshalJSON) that parses back to a policy making the same decisions. The
+// seed corpus is in testdata/fuzz/FuzzParsePolicy.
+func FuzzParsePolicy(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePolicy(data)
+		if err != nil {
+			if p != nil {
+				t.Fatalf("ParsePolicy returned a policy and an error: %v", err)
+			}
+			return
+		}
+		if p == nil || len(p.rules) == 0 {
+			t.Fatal("ParsePolicy accepted a policy with no identities")
+		}
+		js, err := p.MarshalJSON()
+		if err != nil {
+			t.Fatalf("MarshalJSON: %v", err)
+		}
+		q, err := ParsePolicy(js)
+		if err != nil {
+			t.Fatalf("the policy's own JSON does not parse: %v\n%s", err, js)
+		}
+		for id, r := range p.rules {
+			c := &x509.Certificate{Subject: pkix.Name{CommonName: id}}
+			keys := []string{"", "x", "\xff"}
+			for _, pre := range r.prefixes {
+				keys = append(keys, pre, pre+"x")
+				if len(pre) > 0 {
+					keys = append(keys, pre[:len(pre)-1])
+				}
+			}
+			for _, op := range []Op{OpRead, OpWrite, OpDelete, OpList, "other"} {
+				for _, k := range keys {
+					a, b := p.Allow(c, op, k), q.Allow(c, op, k)
+					if (a == nil) != (b == nil) {
+						t.Fatalf("identity %q %s %q: policy says %v, its JSON says %v\n%s", id, op, k, a, b, js)
+					}
+				}
+			}
+		}
+		stranger := &x509.Certificate{Subject: pkix.Name{CommonName: "\x00not-an-identity"}}
+		if _, ok := p.rules[stranger.Subject.CommonName]; !ok && p.Allow(stranger, OpRead, "x") == nil {
+			t.Fatal("an identity not in the policy was allowed")
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -287,8 +288,8 @@ type heldHandler struct {
 }
 
 type heldState struct {
+	released atomic.Bool // read without mu on every record once the server is up
 	mu       sync.Mutex
-	released bool
 	records  []heldRecord
 }
 
@@ -301,13 +302,15 @@ type heldRecord struct {
 func (h *heldHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.h.Enabled(ctx, l) }
 
 func (h *heldHandler) Handle(ctx context.Context, r slog.Record) error {
-	h.state.mu.Lock()
-	if !h.state.released {
-		h.state.records = append(h.state.records, heldRecord{h.h, ctx, r.Clone()})
+	if !h.state.released.Load() {
+		h.state.mu.Lock()
+		if !h.state.released.Load() {
+			h.state.records = append(h.state.records, heldRecord{h.h, ctx, r.Clone()})
+			h.state.mu.Unlock()
+			return nil
+		}
 		h.state.mu.Unlock()
-		return nil
 	}
-	h.state.mu.Unlock()
 	return h.h.Handle(ctx, r)
 }
 
@@ -329,7 +332,8 @@ func (h *heldHandler) release(min slog.Level) {
 			_ = hr.h.Handle(hr.ctx, hr.r)
 		}
 	}
-	h.state.records, h.state.released = nil, true
+	h.state.records = nil
+	h.state.released.Store(true)
 }
 
 // redactStoreURL shows a store URL without its password (or, when it does

@@ -164,7 +164,8 @@ func TestServeStartupErrors(t *testing.T) {
 	}
 }
 
-// TestServeReloadOnSIGHUPAndStop revokes a client under 'kvsctl serve' with
+// TestServeReloadOnSIGHUPAndStop revokes a client with 'kvsctl pki revoke'
+// under 'kvsctl serve' with
 // file polling off: the client is let in until SIGHUP, refused (exit 5)
 // after it. Then the server stops on its context (SIGINT in main) with exit
 // 0 and releases the store.
@@ -188,8 +189,8 @@ func TestServeReloadOnSIGHUPAndStop(t *testing.T) {
 	if code, _, stderr := execKV(t, nil, append(append([]string{"put"}, asAlice...), "k", "v")...); code != 0 {
 		t.Fatalf("alice put: exit %d: %s", code, stderr)
 	}
-	if _, _, err := pki.Revoke(pki.RevokeOptions{Dir: pki.Dir(dir), Target: alice.CertFile}); err != nil {
-		t.Fatal(err)
+	if code, _, stderr := execKV(t, nil, "pki", "revoke", "--dir", dir, "--reason", "keyCompromise", alice.CertFile); code != 0 {
+		t.Fatalf("pki revoke: exit %d: %s", code, stderr)
 	}
 	// Polling is off: the old CRL is still in force.
 	if code, _, stderr := execKV(t, nil, append(append([]string{"get"}, asAlice...), "k")...); code != 0 {

@@ -34,8 +34,9 @@ func serveCommand() *cli.Command {
 			"to clients holding a certificate the CA bundle trusts. Revocation is checked on every\n" +
 			"connection, resumed sessions included. Certificates, CRL and policy are reloaded on SIGHUP\n" +
 			"and when their files change; SIGINT or SIGTERM stops gracefully.\n\n" +
-			"Stores: bolt:PATH (embedded, the default) or postgres://USER@HOST/DB (set the URL with a\n" +
-			"password in KVS_STORE rather than on the command line; it is never printed).\n\n" +
+			"Stores: bolt:PATH (embedded, the default) or postgres://USER@HOST/DB. Keep a database\n" +
+			"password off the command line: put the URL in KVS_STORE, or leave the password out and\n" +
+			"use PGPASSWORD or ~/.pgpass (PGPASSFILE). kvsctl never prints it.\n\n" +
 			"Example:\n" +
 			"  kvsctl pki init && kvsctl serve\n" +
 			"  KVS_STORE=postgres://kvs@127.0.0.1/kvs kvsctl serve --listen 0.0.0.0:7443 --policy policy.yaml",

@@ -21,6 +21,24 @@
 // other's, like the original `openssl req -x509` set-up. [Dir.Mode] tells the
 // two layouts apart so that callers work unchanged in either mode.
 //
+// # Source files
+//
+//	keys.go       key types, generation, PKCS#8 (encrypted: PBES2, AES-256, PBKDF2-SHA-256)
+//	ca.go         the CA, leaf templates, signing, self-signing
+//	init.go       Init: a whole PKI in one step
+//	issue.go      Issue: a new leaf from the CA
+//	sign.go       SignCSR: external CSRs, subject and SANs only
+//	renew.go      Renew: same subject, SANs and usage, new validity, in place
+//	revoke.go     Revoke, RefreshCRL, UpdateCRL
+//	crl.go        CRL signing, parsing, verified lookups
+//	inventory.go  inventory.json and the directory lock
+//	list.go       List: inventory with statuses, CRL freshness
+//	inspect.go    Inspect: certificates, CSRs and CRLs described
+//	verify.go     Verify: chain, validity, revocation, usage, hostname
+//	export.go     Export: PKCS#12 bundles (go-pkcs12, Modern encryption)
+//	trust.go      InstallTrust, UninstallTrust (smallstep/truststore)
+//	files.go      atomic writes, PEM helpers
+//
 // # Guarantees
 //
 //   - Private keys are written 0600, certificates and CRLs 0644, the directory
@@ -33,4 +51,9 @@
 //   - Serial numbers are 128-bit random; CRL numbers only increase.
 //   - A CSR never obtains an extension it asks for: only its subject and SANs
 //     are copied into the certificate.
+//   - Parsers of outside input (certificates, CRLs, CSRs, keys) return errors
+//     and never panic; an encrypted key may not ask for more than 10,000,000
+//     PBKDF2 iterations or 1 GiB of scrypt memory. Each has a fuzz target.
+//   - Nothing here prints, logs or exits, and no error contains key material
+//     or a passphrase.
 package pki

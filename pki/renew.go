@@ -112,6 +112,16 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 		req.URIs = append(req.URIs, u.String())
 	}
 
+	var ca *CA
+	if !selfSigned {
+		// Check the CA (passphrase, validity, issuer) before generating keys.
+		if ca, err = LoadCA(o.Dir, o.Passphrase, o.Now); err != nil {
+			return nil, err
+		}
+		if err := old.CheckSignatureFrom(ca.Cert); err != nil {
+			return nil, fmt.Errorf("%s was not issued by the CA in %s", o.CertFile, string(o.Dir))
+		}
+	}
 	out := &Renewed{Old: old, Profile: profile, CertFile: o.CertFile}
 	newKey := oldKey
 	if out.KeyType, err = KeyTypeOf(old.PublicKey); err != nil && !o.ReuseKey {
@@ -145,13 +155,6 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 		return out, nil
 	}
 
-	ca, err := LoadCA(o.Dir, o.Passphrase, o.Now)
-	if err != nil {
-		return nil, err
-	}
-	if err := old.CheckSignatureFrom(ca.Cert); err != nil {
-		return nil, fmt.Errorf("%s was not issued by the CA in %s", o.CertFile, string(o.Dir))
-	}
 	if newKey != nil {
 		req.PublicKey = newKey.Public()
 	} else {

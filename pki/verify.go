@@ -78,6 +78,9 @@ func Verify(o VerifyOptions) *VerifyReport {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
+	if len(o.Certs) == 0 {
+		return &VerifyReport{Checks: []Check{{Name: CheckChain, Result: CheckFailed, Detail: "no certificate given"}}}
+	}
 	leaf := o.Certs[0]
 	r := &VerifyReport{Subject: leaf.Subject.String(), Serial: SerialHex(leaf)}
 	add := func(name, result, format string, a ...any) {

@@ -349,6 +349,14 @@ func TestPkiCommands(t *testing.T) {
 			},
 		},
 		{
+			name: "list in self-signed mode",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				mustRun(t, "pki", "init", "--self-signed", "--force", "--dir", string(f.dir), "--key-type", "ecdsa-p256")
+				return []string{"pki", "list", "--dir", string(f.dir)}
+			},
+			want: []string{"self-signed mode: no CA", "server", "client", "valid"},
+		},
+		{
 			name: "revoke by certificate file",
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "revoke", f.dir.ClientCert(), "--reason", "keyCompromise", "--dir", string(f.dir)}

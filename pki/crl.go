@@ -38,12 +38,10 @@ func ParseReason(s string) (string, error) {
 	if s == "" {
 		return "unspecified", nil
 	}
-	var names []string
 	for name := range reasonCodes {
 		if strings.EqualFold(name, s) {
 			return name, nil
 		}
-		names = append(names, name)
 	}
 	return "", fmt.Errorf("unknown revocation reason %q: use one of keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, unspecified", s)
 }

@@ -116,6 +116,10 @@ func parseKey(data, passphrase []byte, lim kdfLimits) (crypto.Signer, error) {
 	if block == nil {
 		return nil, errors.New("no PEM private key found")
 	}
+	if strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
+		// RFC 1423 encryption: unauthenticated and weak; refuse it clearly.
+		return nil, errors.New("legacy PEM encryption is not supported: convert with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'")
+	}
 	var (
 		k   any
 		err error
@@ -135,9 +139,6 @@ func parseKey(data, passphrase []byte, lim kdfLimits) (crypto.Signer, error) {
 	case "PRIVATE KEY":
 		k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 	case "RSA PRIVATE KEY":
-		if x509.IsEncryptedPEMBlock(block) { //nolint:staticcheck // detect legacy encryption to refuse it clearly
-			return nil, errors.New("legacy PEM encryption is not supported: convert with 'openssl pkcs8 -topk8'")
-		}
 		k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
 	case "EC PRIVATE KEY":
 		k, err = x509.ParseECPrivateKey(block.Bytes)

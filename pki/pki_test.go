@@ -237,6 +237,10 @@ func TestKeyTypes(t *testing.T) {
 	if _, err := ParseKeyType("dsa"); err == nil || !strings.Contains(err.Error(), "rsa2048") {
 		t.Errorf("unknown key type: %v", err)
 	}
+	legacy := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00"}, Bytes: []byte{1}})
+	if _, err := ParseKey(legacy, []byte("pw")); err == nil || !strings.Contains(err.Error(), "legacy PEM encryption") {
+		t.Errorf("legacy encrypted key: %v", err)
+	}
 	if _, err := GenerateKey("dsa"); err == nil {
 		t.Error("GenerateKey(dsa) succeeded")
 	}

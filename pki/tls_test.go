@@ -54,7 +54,7 @@ func must[T any](v T, err error) T {
 
 // handshake runs one TLS handshake over a real TCP connection on 127.0.0.1
 // and returns the server's and the client's errors, and the version used.
-func handshake(t *testing.T, srvConf, cliConf *tls.Config) (srvErr, cliErr error, version uint16) {
+func handshake(t *testing.T, srvConf, cliConf *tls.Config) (version uint16, srvErr, cliErr error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,7 +97,7 @@ func handshake(t *testing.T, srvConf, cliConf *tls.Config) (srvErr, cliErr error
 		}
 		version = tc.ConnectionState().Version
 	}
-	return <-done, cliErr, version
+	return version, <-done, cliErr
 }
 
 func TestTLSHandshake(t *testing.T) {
@@ -109,7 +109,7 @@ func TestTLSHandshake(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				srv, cli := tlsConfigs(t, d, version)
-				srvErr, cliErr, got := handshake(t, srv, cli)
+				got, srvErr, cliErr := handshake(t, srv, cli)
 				if srvErr != nil || cliErr != nil {
 					t.Fatalf("handshake: server %v, client %v", srvErr, cliErr)
 				}
@@ -132,12 +132,12 @@ func TestTLSRefusesForeignClient(t *testing.T) {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
 			t.Parallel()
 			srv, cli := tlsConfigs(t, d, version)
-			if srvErr, cliErr, _ := handshake(t, srv, cli); srvErr != nil || cliErr != nil {
+			if _, srvErr, cliErr := handshake(t, srv, cli); srvErr != nil || cliErr != nil {
 				t.Fatalf("control: server %v, client %v", srvErr, cliErr)
 			}
 			rogue := must(tls.LoadX509KeyPair(rogueDir.ClientCert(), rogueDir.ClientKey()))
 			cli.Certificates = []tls.Certificate{rogue}
-			srvErr, cliErr, _ := handshake(t, srv, cli)
+			_, srvErr, cliErr := handshake(t, srv, cli)
 			if srvErr == nil || cliErr == nil {
 				t.Fatalf("foreign client accepted: server %v, client %v", srvErr, cliErr)
 			}
@@ -158,7 +158,7 @@ func TestTLSSelfSignedPinsExactly(t *testing.T) {
 	other := newPKI(t, true)
 	srv, cli := tlsConfigs(t, d, tls.VersionTLS13)
 	cli.Certificates = []tls.Certificate{must(tls.LoadX509KeyPair(other.ClientCert(), other.ClientKey()))}
-	srvErr, _, _ := handshake(t, srv, cli)
+	_, srvErr, _ := handshake(t, srv, cli)
 	if srvErr == nil {
 		t.Fatal("a different self-signed client was accepted")
 	}
@@ -166,7 +166,7 @@ func TestTLSSelfSignedPinsExactly(t *testing.T) {
 	srv2, _ := tlsConfigs(t, other, tls.VersionTLS13)
 	_, cli2 := tlsConfigs(t, d, tls.VersionTLS13)
 	srv2.ClientAuth = tls.NoClientCert
-	if _, cliErr, _ := handshake(t, srv2, cli2); cliErr == nil {
+	if _, _, cliErr := handshake(t, srv2, cli2); cliErr == nil {
 		t.Fatal("client accepted a server it does not pin")
 	}
 }

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -121,6 +122,30 @@ func TestTLSHandshake(t *testing.T) {
 	}
 }
 
+// TestTLSHandshakeIssued: leaves made by 'pki issue' (not init) work as the
+// server and client certificates.
+func TestTLSHandshakeIssued(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newPKI(t, false)
+	srvIss, err := Issue(ctx, IssueOptions{Dir: d, Profile: ProfileServer, Name: "kvs2", Hosts: []string{"127.0.0.1"}, KeyType: Ed25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliIss, err := Issue(ctx, IssueOptions{Dir: d, Profile: ProfileClient, Name: "bob", KeyType: ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		srv, cli := tlsConfigs(t, d, version)
+		srv.Certificates = []tls.Certificate{must(tls.LoadX509KeyPair(srvIss.CertFile, srvIss.KeyFile))}
+		cli.Certificates = []tls.Certificate{must(tls.LoadX509KeyPair(cliIss.CertFile, cliIss.KeyFile))}
+		if got, srvErr, cliErr := handshake(t, srv, cli); srvErr != nil || cliErr != nil || got != version {
+			t.Errorf("%s: server %v, client %v, version %s", tls.VersionName(version), srvErr, cliErr, tls.VersionName(got))
+		}
+	}
+}
+
 // TestTLSRefusesForeignClient: a client certificate from another CA is
 // refused by the server, which says the authority is unknown; the same client
 // with a certificate from the right CA is accepted (negative control).
@@ -142,7 +167,7 @@ func TestTLSRefusesForeignClient(t *testing.T) {
 				t.Fatalf("foreign client accepted: server %v, client %v", srvErr, cliErr)
 			}
 			var ua x509.UnknownAuthorityError
-			if !errors.As(srvErr, &ua) && !strings.Contains(srvErr.Error(), "unknown authority") {
+			if !errors.As(srvErr, &ua) || !strings.Contains(srvErr.Error(), "unknown authority") {
 				t.Errorf("server error %q does not mention the unknown authority", srvErr)
 			}
 		})

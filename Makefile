@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # PostgreSQL for the storage tests; .ci/run exports the same URL.
 export KVS_TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help build test lint run clean bench fuzz reliability
+.PHONY: help build test lint run clean bench bench-pki fuzz reliability
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ run: build ## quick start: certificates if missing, serve on the embedded store,
 
 bench: build ## the side-by-side performance comparison (not part of make test)
 	@scripts/bench.sh $(BIN)
+
+bench-pki: build ## time 'kvsctl pki init' against the original two openssl runs
+	@scripts/bench-pki.sh $(BIN)
 
 clean: ## remove build output (never certs/ or data/)
 	rm -rf bin

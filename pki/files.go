@@ -98,8 +98,10 @@ func writeAll(files []pendingFile, overwrite bool) error {
 	return nil
 }
 
-// ensureDir creates dir with mode 0700 if it does not exist and checks that it
-// is a directory this process can write.
+// ensureDir creates dir with mode 0700 if it does not exist, checks that it
+// is a directory this process can write, and takes group and other access
+// away from an existing one (git creates certs/ 0755 on checkout, before any
+// key is written into it).
 func ensureDir(dir string) error {
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
@@ -110,6 +112,11 @@ func ensureDir(dir string) error {
 	}
 	f.Close()
 	os.Remove(f.Name())
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, DirMode); err != nil {
+			return fmt.Errorf("restrict directory %s to its owner: %w", dir, err)
+		}
+	}
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"github.com/youmark/pkcs8"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,7 +13,32 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/youmark/pkcs8"
 )
+
+// A checkout creates certs/ 0755 (it holds a README); init must take group
+// and other access away before writing keys into it.
+func TestInitRestrictsExistingDir(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // umask-proof
+		t.Fatal(err)
+	}
+	if _, err := Init(context.Background(), InitOptions{Dir: Dir(dir), KeyType: ECDSAP256}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != DirMode {
+		t.Errorf("directory mode after init = %04o, want %04o", fi.Mode().Perm(), DirMode)
+	}
+}
 
 func TestInitCAMode(t *testing.T) {
 	t.Parallel()

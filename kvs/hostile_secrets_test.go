@@ -19,7 +19,9 @@ import (
 	"github.com/kvsctl/kvsctl/pki"
 )
 
-// secretScanner looks for secrets in text: private key PEM markers, the
+// secretScanner looks for secrets in text: private key PEM armour (the
+// "-----BEGIN ... PRIVATE KEY-----" lines; the bare type name may be
+// printed, as in "only PRIVATE KEY (never shown)"), the
 // body lines of each private key file, the private scalars in decimal and
 // hex (as %v of a key would print them), and given passphrases and
 // passwords.
@@ -28,7 +30,7 @@ type secretScanner struct {
 }
 
 func newSecretScanner() *secretScanner {
-	return &secretScanner{needles: map[string]string{"PRIVATE KEY": "a private key PEM marker"}}
+	return &secretScanner{needles: map[string]string{"PRIVATE KEY-----": "a private key PEM marker"}}
 }
 
 // add registers a secret by what it is.

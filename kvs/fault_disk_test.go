@@ -147,7 +147,7 @@ func TestFaultBoltDiskFull(t *testing.T) {
 	t.Logf("disk full: %d writes acknowledged, %d errored %v, %d errored found applied; writes back %v after space was freed",
 		load.acked, load.errored, load.statuses, res.erroredApplied, recovered.Round(time.Millisecond))
 	figure(t, "faults", "bolt disk full (1 MiB tmpfs), then space freed", "bolt", load.acked, load.statuses["503"], load.unexpected,
-		res.erroredApplied, res.lost, res.halfApplied, "until space was freed", recovered.Round(10*time.Millisecond))
+		res.erroredApplied, res.lost, res.halfApplied, "until space was freed", recovered.Round(time.Millisecond))
 }
 
 // TestFaultBoltReadOnly starts the server on a store whose directory is

@@ -172,5 +172,5 @@ func runPostgresFault(t *testing.T, pg *privatePG, d pki.Dir, name string, fault
 		t.Error("no 503 was seen while the database was down")
 	}
 	figure(t, "faults", "PostgreSQL "+name, "postgres", load.acked, load.statuses["503"], load.unexpected,
-		res.erroredApplied, res.lost, res.halfApplied, load.gap().Round(10*time.Millisecond), recovered.Round(10*time.Millisecond))
+		res.erroredApplied, res.lost, res.halfApplied, load.gap().Round(10*time.Millisecond), recovered.Round(time.Millisecond))
 }

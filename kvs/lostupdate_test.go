@@ -114,6 +114,7 @@ func TestLostUpdates(t *testing.T) {
 					t.Errorf("without If-Match no update was lost (%d increments, final %d): the test cannot see lost updates", successes, final)
 				}
 				t.Logf("negative control: %d increments, final value %d: %d updates lost, as expected", successes, final, successes-final)
+				figure(t, "lostupdate", tc.name, fmt.Sprintf("%d clients, 1 server", clients), window, successes, "-", final, successes-final)
 				return
 			}
 			if final != successes {

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package kvs
+
+import "testing"
+
+func reportCPU(*testing.B) {}

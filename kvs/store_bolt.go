@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,11 +27,6 @@ const (
 	boltFormatKey  = "format"
 	boltFormat     = "kvs1"
 	boltHeaderLen  = 16
-
-	// boltBatchDelay is how long a write waits for others to share its
-	// commit (and fsync) when writes are already in flight. A write that
-	// arrives alone commits at once.
-	boltBatchDelay = 2 * time.Millisecond
 )
 
 // boltStore is the Store kept in a bbolt file.
@@ -40,7 +34,7 @@ type boltStore struct {
 	db       *bolt.DB
 	path     string
 	readOnly bool
-	writers  atomic.Int32 // writes in flight, to choose Update or Batch
+	commits  *boltCommitter // shares commits between concurrent writes
 	closeErr error
 	close    sync.Once
 }
@@ -80,9 +74,9 @@ func openBolt(ctx context.Context, path string, opts StoreOptions, readOnly bool
 	case err != nil:
 		return nil, boltErr("open bolt store "+path, err)
 	}
-	db.MaxBatchDelay = boltBatchDelay
-	s := &boltStore{db: db, path: path, readOnly: readOnly}
+	s := &boltStore{db: db, path: path, readOnly: readOnly, commits: newBoltCommitter(db)}
 	if err := s.init(); err != nil {
+		s.commits.close()
 		_ = db.Close()
 		return nil, err
 	}
@@ -341,6 +335,7 @@ func (s *boltStore) Ping(ctx context.Context) error {
 // Close implements Store.
 func (s *boltStore) Close() error {
 	s.close.Do(func() {
+		s.commits.close()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close bolt store %s: %w", s.path, err)
 		}
@@ -349,15 +344,11 @@ func (s *boltStore) Close() error {
 }
 
 // update runs fn in a write transaction that is fsynced before it
-// returns. A write arriving while others are in flight joins a batch, so
-// concurrent writers share one commit; a lone write commits at once
-// rather than waiting boltBatchDelay for company.
+// returns. Writes that arrive while a commit is on disk share the next one
+// (see boltCommitter); a lone write commits at once. fn may run more than
+// once.
 func (s *boltStore) update(fn func(*bolt.Tx) error) error {
-	defer s.writers.Add(-1)
-	if s.writers.Add(1) > 1 {
-		return s.db.Batch(fn)
-	}
-	return s.db.Update(fn)
+	return s.commits.update(fn)
 }
 
 func recVersion(rec []byte) int64 { return int64(binary.BigEndian.Uint64(rec[0:8])) }

@@ -1,0 +1,122 @@
+package kvs
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// boltCommitter shares commits, and so fsyncs, between concurrent writes
+// (group commit). A goroutine of its own runs every write queued while the
+// previous commit was on disk in one read-write transaction and commits it,
+// with no timer: a lone write commits at once, and under load each commit
+// takes everything that arrived during the one before. This replaces
+// bolt's DB.Batch, whose batches wait for MaxBatchDelay before committing
+// and whose throughput under load is bounded by that delay plus a commit.
+//
+// As with DB.Batch a write function may run more than once: when one
+// fails, the transaction is rolled back, that write is retried in a
+// transaction of its own and the others together again.
+type boltCommitter struct {
+	db     *bolt.DB
+	mu     sync.Mutex
+	queue  []*boltWrite
+	closed bool
+	wake   chan struct{} // a token when the queue is not empty
+	done   chan struct{} // closed when the goroutine has finished
+}
+
+type boltWrite struct {
+	fn  func(*bolt.Tx) error
+	err chan error
+}
+
+func newBoltCommitter(db *bolt.DB) *boltCommitter {
+	c := &boltCommitter{db: db, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go c.loop()
+	return c
+}
+
+// update runs fn in a write transaction that is committed (and fsynced)
+// before update returns, possibly together with other writes.
+func (c *boltCommitter) update(fn func(*bolt.Tx) error) error {
+	w := &boltWrite{fn: fn, err: make(chan error, 1)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.db.Update(fn) // fails: the database is closed
+	}
+	c.queue = append(c.queue, w)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	c.mu.Unlock()
+	return <-w.err
+}
+
+func (c *boltCommitter) loop() {
+	defer close(c.done)
+	var batch []*boltWrite
+	for range c.wake {
+		for {
+			c.mu.Lock()
+			batch, c.queue = c.queue, batch[:0]
+			c.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			c.commit(batch)
+			clear(batch)
+		}
+	}
+}
+
+func (c *boltCommitter) commit(batch []*boltWrite) {
+	for len(batch) > 0 {
+		failed := -1
+		err := c.db.Update(func(tx *bolt.Tx) error {
+			for i, w := range batch {
+				if err := call(w.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, w := range batch {
+				w.err <- err
+			}
+			return
+		}
+		w := batch[failed]
+		w.err <- c.db.Update(func(tx *bolt.Tx) error { return call(w.fn, tx) })
+		batch = slices.Delete(batch, failed, failed+1)
+	}
+}
+
+// call runs fn, turning a panic into an error so that one bad write cannot
+// stop the commits of the others.
+func call(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in a bolt write: %v", p)
+		}
+	}()
+	return fn(tx)
+}
+
+// close commits what is queued and stops the goroutine; later writes fail
+// as the database is closed.
+func (c *boltCommitter) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.wake)
+	}
+	c.mu.Unlock()
+	<-c.done
+}

@@ -17,10 +17,22 @@ build: ## build bin/kvsctl, version stamped
 test: ## every test, with the race detector, PostgreSQL included
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-lint: ## gofmt check, go vet and staticcheck
+lint: ## gofmt check, go vet, staticcheck and govulncheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+	@# govulncheck exits 3 on findings; a database it cannot reach (no route to
+	@# vuln.go.dev) is reported loudly but does not fail the lint.
+	@out=$$($(GO) run golang.org/x/vuln/cmd/govulncheck@latest ./... 2>&1); rc=$$?; echo "$$out"; \
+	if [ $$rc -ne 0 ] && echo "$$out" | grep -q 'fetching vulnerabilities'; then \
+	  echo "!!! govulncheck could not fetch the vulnerability database: dependencies NOT checked !!!" >&2; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
+
+fuzz: ## every fuzz target for FUZZTIME each (default 60s), from the committed seeds
+	@scripts/reliability.sh --fuzz-only
+
+reliability: ## fault, attack, lost-update and secrets checks plus fuzzing; writes docs/reliability.md
+	@scripts/reliability.sh
 
 run: build ## quick start: certificates if missing, serve on the embedded store, a put/get round trip
 	@scripts/quickstart.sh $(BIN)

@@ -412,8 +412,9 @@ type relServer struct {
 	stop func()
 }
 
-// relServe serves d's server files with store until stop is called. The
-// logger writes to log, or discards (keeping a count) when quiet is set.
+// relServe serves d's server files with store until stop is called (or the
+// test ends), logging to a buffer at debug level unless mutate says
+// otherwise.
 func relServe(t testing.TB, d pki.Dir, store Store, mutate func(*Config)) *relServer {
 	t.Helper()
 	logs := &syncBuffer{}

@@ -145,9 +145,9 @@ func TestFaultBoltDiskFull(t *testing.T) {
 		t.Errorf("%d writes failed with something other than 503 store unavailable: %v", load.unexpected, load.statuses)
 	}
 	t.Logf("disk full: %d writes acknowledged, %d errored %v, %d errored found applied; writes back %v after space was freed",
-		load.acked, load.errored, load.statuses, res.erroredApplied, recovered.Round(time.Millisecond))
+		load.acked, load.errored, load.statuses, res.erroredApplied, ms(recovered)+" ms")
 	figure(t, "faults", "bolt disk full (1 MiB tmpfs), then space freed", "bolt", load.acked, load.statuses["503"], load.unexpected,
-		res.erroredApplied, res.lost, res.halfApplied, "until space was freed", recovered.Round(time.Millisecond))
+		res.erroredApplied, res.lost, res.halfApplied, "until space was freed", ms(recovered)+" ms")
 }
 
 // TestFaultBoltReadOnly starts the server on a store whose directory is

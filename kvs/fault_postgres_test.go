@@ -161,7 +161,7 @@ func runPostgresFault(t *testing.T, pg *privatePG, d pki.Dir, name string, fault
 	}
 	t.Logf("%s: %d writes acknowledged, %d errored %v (%d of them applied), %d keys; health probes ok=%d 503=%d other=%d; recovered %v after the fault ended",
 		name, load.acked, load.errored, load.statuses, res.erroredApplied, res.keys,
-		health.ok.Load(), health.unavailable.Load(), health.other.Load(), recovered.Round(time.Millisecond))
+		health.ok.Load(), health.unavailable.Load(), health.other.Load(), ms(recovered)+" ms")
 	if load.unexpected > 0 {
 		t.Errorf("%d writes failed with something other than 503: %v", load.unexpected, load.statuses)
 	}
@@ -172,5 +172,5 @@ func runPostgresFault(t *testing.T, pg *privatePG, d pki.Dir, name string, fault
 		t.Error("no 503 was seen while the database was down")
 	}
 	figure(t, "faults", "PostgreSQL "+name, "postgres", load.acked, load.statuses["503"], load.unexpected,
-		res.erroredApplied, res.lost, res.halfApplied, load.gap().Round(10*time.Millisecond), recovered.Round(time.Millisecond))
+		res.erroredApplied, res.lost, res.halfApplied, load.gap().Round(10*time.Millisecond), ms(recovered)+" ms")
 }

@@ -121,7 +121,10 @@ elapsed=$(( $(date -u +%s) - started ))
   echo "mixed value is recognisable. Afterwards every key is read back: it must hold its last acknowledged"
   echo "value, or the value of a later write that got an error (such a write may or may not have been applied;"
   echo "never part of one). PostgreSQL faults use a private cluster the test starts (initdb, pg_ctl) on its own"
-  echo "port; 'restart-crash' is \`pg_ctl stop -m immediate\` (recovery from the WAL)."
+  echo "port; 'restart-crash' is \`pg_ctl stop -m immediate\` (recovery from the WAL). 'Clients saw errors for'"
+  echo "runs from the first failed write to the first success after the last one; 'Serving again after' from"
+  echo "the end of the fault (PostgreSQL back, space freed) to the next acknowledged write, or for SIGKILL the"
+  echo "slowest restart of the process to listening. No server was restarted to recover from a database fault."
   echo
   echo "| Fault | Store | Writes acknowledged | Writes that got an error (503) | Other errors | Errored writes found applied | Acknowledged writes lost | Half-applied | Clients saw errors for | Serving again after |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -145,6 +148,14 @@ elapsed=$(( $(date -u +%s) - started ))
   echo "| Attack | What the attack did | Legit requests | Legit errors | p50 keep-alive (ms) | p99 keep-alive (ms) | p99 new connection (ms) | p99 vs baseline (keep-alive / new) | Peak RSS (MiB) | Server log lines |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   rows attacks
+  echo
+  echo "Reading these figures: the attackers share the CPUs with the server and the legitimate client, so"
+  echo "attacks that cost CPU to send and to refuse (1 MiB headers and keys, bodies cut off after 1 MiB) raise"
+  echo "latency mostly by taking CPU, while attacks that only hold resources (slowloris, idle connections,"
+  echo "stalled handshakes) barely move it. The server closes slowloris and idle connections when its 5 s"
+  echo "header and handshake timeout runs out ('cut by the server'; visible only with windows over 6 s). Server"
+  echo "log lines are one audit line per request plus one per refused handshake: idle connections that time"
+  echo "out in the handshake are each logged as a warning."
   echo
   echo "## Lost updates"
   echo

@@ -15,7 +15,8 @@ import (
 
 // TestFaultCRLExpiry lets the CRL expire while the server runs (by moving
 // the server's clock past NextUpdate): new connections must be refused with
-// a log line that says why and what to run; re-signing the CRL (what
+// a log line that says why and what to run, and requests on connections
+// opened before the expiry with 403; re-signing the CRL (what
 // 'kvsctl pki crl' does) must restore service through the file watcher,
 // without a restart.
 func TestFaultCRLExpiry(t *testing.T) {
@@ -78,6 +79,9 @@ func TestFaultCRLExpiry(t *testing.T) {
 		}
 	}
 	_, keptErr := kept.Get(ctx, "crl/k")
+	if !errors.Is(keptErr, ErrRejected) {
+		t.Errorf("request on a connection opened before the expiry: err = %v, want 403 (ErrRejected)", keptErr)
+	}
 	t.Logf("new connection refused: %v; the connection opened before the expiry: err = %v", err, keptErr)
 
 	resigned := time.Now()

@@ -186,8 +186,20 @@ func (s *Server) connState(_ net.Conn, st http.ConnState) {
 // requests are routed before it.
 const keyPrefix = "/v1/kv/"
 
-// ServeHTTP routes requests.
+// ServeHTTP routes requests. A request on a connection whose client
+// certificate was revoked after the handshake, or while the CRL is not
+// current, is refused with 403.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.TLS.checkPeer(r.TLS); err != nil {
+		start := time.Now()
+		msg := "client certificate revoked"
+		if !errors.Is(err, ErrRevoked) {
+			msg = "revocation cannot be checked: the server's CRL is not current"
+		}
+		s.log.Warn("request refused on an established connection", "peer", r.RemoteAddr, "reason", err)
+		s.finish(r, "other", "", http.StatusForbidden, writeError(w, http.StatusForbidden, msg), start)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, keyPrefix) {
 		s.handleKey(w, r)
 		return

@@ -288,6 +288,29 @@ func (s *ServerTLS) verifyConnection(snap *tlsSnapshot) func(tls.ConnectionState
 	}
 }
 
+// checkPeer re-checks the client certificate of an established connection
+// against the current CRL, for every request. VerifyConnection runs only in
+// the handshake, and a keep-alive or HTTP/2 connection opened before a
+// revocation (or before the CRL expired) would otherwise keep working for
+// as long as the client keeps it busy.
+func (s *ServerTLS) checkPeer(cs *tls.ConnectionState) error {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	snap := s.snap.Load()
+	if snap.crl == nil {
+		return nil
+	}
+	leaf := cs.PeerCertificates[0]
+	if err := snap.crl.Check(s.opts.Now()); err != nil {
+		return fmt.Errorf("kvs: cannot check revocation, failing closed: %w", err)
+	}
+	if snap.crl.Revoked(leaf.SerialNumber) {
+		return fmt.Errorf("%w: serial %s (%s)", ErrRevoked, serialText(leaf.SerialNumber), leaf.Subject.CommonName)
+	}
+	return nil
+}
+
 // loud logs an error at most once every 10 seconds, so that a fail-closed
 // condition is visible without flooding the log under load.
 func (s *ServerTLS) loud(msg string, err error) {

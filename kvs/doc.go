@@ -48,7 +48,10 @@
 // checked on every use: an expired CRL refuses every client, loudly) and
 // re-verifies the chain of a resumed session against the current roots.
 // Session ticket keys survive reloads, so a session resumed after a
-// revocation reaches that check and is refused.
+// revocation reaches that check and is refused. Because a keep-alive or
+// HTTP/2 connection can outlive a revocation, every request also re-checks
+// the peer certificate against the current CRL snapshot (an atomic load and
+// a map lookup) and is answered 403 when it was revoked or the CRL expired.
 //
 // Identity is the verified certificate's subject CN and SANs; an optional
 // Policy (policy.go) limits each identity to key prefixes and operations and

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -21,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/kvsctl/kvsctl/pki"
 )
@@ -278,4 +281,38 @@ func BenchmarkBoltPut(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkPostgresPutConcurrent is unconditional PUTs to the PostgreSQL
+// store from 32 concurrent writers with a pool of 32 connections, as
+// `kvsctl serve --pool-size 32` under 32 clients. It needs
+// KVS_TEST_DATABASE.
+func BenchmarkPostgresPutConcurrent(b *testing.B) {
+	db := os.Getenv("KVS_TEST_DATABASE")
+	if db == "" {
+		b.Skip("KVS_TEST_DATABASE is not set")
+	}
+	schema := fmt.Sprintf("kvsbench_%d", time.Now().UnixNano())
+	store, err := OpenStore(context.Background(), db, StoreOptions{Schema: schema, MaxConns: 32})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		store.Close()
+		if conn, err := pgx.Connect(context.Background(), db); err == nil {
+			conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			conn.Close(context.Background())
+		}
+	})
+	value := bytes.Repeat([]byte("v"), 100)
+	reportCPU(b)
+	b.SetParallelism(16)
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := store.Put(context.Background(), benchKey(int(n.Add(1))%10000), value, Cond{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

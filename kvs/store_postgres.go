@@ -91,6 +91,7 @@ var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 type postgresStore struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration // per-operation context deadline
+	puts    *pgPutBatcher // groups concurrent unconditional Puts
 }
 
 var _ Store = (*postgresStore)(nil)
@@ -135,6 +136,7 @@ func openPostgres(ctx context.Context, rawURL string, opts StoreOptions) (*postg
 	// connection usable; the client deadline is the backstop for a server
 	// that does not answer at all.
 	s := &postgresStore{pool: pool, timeout: timeout + max(timeout/5, 100*time.Millisecond)}
+	s.puts = &pgPutBatcher{s: s, max: pgBatchSlots(cfg.MaxConns)}
 	if err := s.migrate(ctx, schema, opts.logger()); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
@@ -302,16 +304,16 @@ func (s *postgresStore) Put(ctx context.Context, key string, value []byte, c Con
 	if value == nil {
 		value = []byte{} // nil would be SQL NULL
 	}
+	if !c.CreateOnly && c.IfVersion == 0 {
+		return s.puts.put(ctx, key, value)
+	}
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var row pgx.Row
-	switch {
-	case c.CreateOnly:
+	if c.CreateOnly {
 		row = s.pool.QueryRow(qctx, sqlPutCreateOnly, key, value)
-	case c.IfVersion > 0:
+	} else {
 		row = s.pool.QueryRow(qctx, sqlPutIfVersion, key, value, c.IfVersion)
-	default:
-		row = s.pool.QueryRow(qctx, sqlUpsert, key, value)
 	}
 	var version int64
 	if err := row.Scan(&version); err != nil {

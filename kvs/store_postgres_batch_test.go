@@ -1,0 +1,111 @@
+package kvs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kvsctl/kvsctl/kvs"
+)
+
+// TestPostgresConcurrentPuts writes overlapping keys from many goroutines,
+// so that Puts are grouped into batches: every Put succeeds with a unique
+// version, and each key ends with the value and version of one of its
+// Puts. (Not necessarily the highest version: the upsert draws its version
+// before it waits for the row lock, so two concurrent Puts of one key can
+// commit in the other order. The Store contract allows that; it orders a
+// Put only after the Puts that completed before it started.)
+func TestPostgresConcurrentPuts(t *testing.T) {
+	db := testDatabase(t)
+	s := openPostgres(t, db, newSchema(t, db), kvs.StoreOptions{MaxConns: 8})
+	defer s.Close()
+	const writers, puts, keys = 32, 40, 10
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	written := map[string]map[int64]string{} // key -> version -> value
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range puts {
+				key := fmt.Sprintf("k%d", (w+i)%keys)
+				val := fmt.Sprintf("w%d-%d", w, i)
+				v, err := s.Put(t.Context(), key, []byte(val), kvs.Cond{})
+				if err != nil {
+					t.Errorf("put %s: %v", key, err)
+					return
+				}
+				mu.Lock()
+				if seen[v] {
+					t.Errorf("version %d returned twice", v)
+				}
+				seen[v] = true
+				if written[key] == nil {
+					written[key] = map[int64]string{}
+				}
+				written[key][v] = val
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for key, versions := range written {
+		e, err := s.Get(t.Context(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if val, ok := versions[e.Version]; !ok || val != string(e.Value) {
+			t.Errorf("%s = %q v%d, which no Put wrote", key, e.Value, e.Version)
+		}
+	}
+}
+
+// TestPostgresBatchIsolatesFailure makes the server reject one key (a
+// trigger raises an error) while many Puts run at once: the Puts that were
+// grouped with it must still succeed, and only the bad one fails.
+func TestPostgresBatchIsolatesFailure(t *testing.T) {
+	db := testDatabase(t)
+	schema := newSchema(t, db)
+	s := openPostgres(t, db, schema, kvs.StoreOptions{MaxConns: 4})
+	defer s.Close()
+	conn, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	sch := pgx.Identifier{schema}.Sanitize()
+	for _, q := range []string{
+		`CREATE FUNCTION ` + sch + `.reject_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.key LIKE 'bad%' THEN RAISE EXCEPTION 'rejected %', NEW.key; END IF; RETURN NEW; END $$`,
+		`CREATE TRIGGER reject_bad BEFORE INSERT OR UPDATE ON ` + sch + `.kv FOR EACH ROW EXECUTE FUNCTION ` + sch + `.reject_bad()`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 5 {
+		var wg sync.WaitGroup
+		errs := make([]error, 40)
+		for i := range errs {
+			key := fmt.Sprintf("good%d-%d", round, i)
+			if i%10 == 5 {
+				key = fmt.Sprintf("bad%d-%d", round, i)
+			}
+			wg.Go(func() { _, errs[i] = s.Put(t.Context(), key, []byte("v"), kvs.Cond{}) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			switch {
+			case i%10 == 5 && err == nil:
+				t.Errorf("round %d: the rejected key %d was written", round, i)
+			case i%10 == 5 && errors.Is(err, kvs.ErrUnavailable):
+				t.Errorf("round %d: a rejected statement is not an outage: %v", round, err)
+			case i%10 != 5 && err != nil:
+				t.Errorf("round %d: good key %d failed with the bad one: %v", round, i, err)
+			}
+		}
+	}
+}

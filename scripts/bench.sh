@@ -11,9 +11,15 @@
 #   (c) full and resumed TLS handshakes per second, serve against bare;
 #   (d) RSS of kvsctl serve holding 5,000 idle mutual-TLS connections;
 #   and vegeta (a generator we did not write) against both servers.
-# Throughput pairs run alternately, BENCH_ROUNDS times, and each system
-# keeps its best round (noise on a shared machine only ever slows a run
-# down). The table goes to stdout and to bench-results/latest.md, with the
+# The generator speaks HTTP/1.1 (BENCH_HTTP=h2 for HTTP/2; both servers
+# get the same): each of the clients has one request in flight on its own
+# connection, where HTTP/2 multiplexing buys nothing and costs CPU on both
+# sides; the (a) pair is repeated over HTTP/2 as an extra. kvsctl serve on
+# PostgreSQL gets --pool-size equal to the number of clients, as pgbench
+# opens one connection per client. Throughput pairs run alternately,
+# BENCH_ROUNDS times, and each system keeps its best round (noise on a
+# shared machine only ever slows a run down); the CPU each server process
+# spent per request is recorded too, a figure other load hardly moves. The table goes to stdout and to bench-results/latest.md, with the
 # raw JSON of every run under bench-results/<date>/.
 #
 # Needs: go, a PostgreSQL superuser URL (KVS_BENCH_DATABASE, default
@@ -30,6 +36,7 @@ KEYS=${BENCH_KEYS:-10000}
 VALUE_SIZE=${BENCH_VALUE_SIZE:-100}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
 KEY_TYPE=${BENCH_KEY_TYPE:-rsa2048} # the default of 'kvsctl pki init'
+HTTP=${BENCH_HTTP:-http1}           # http1 or h2
 PG_ADMIN=${KVS_BENCH_DATABASE:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_DB=kvsbench
 OUT=${BENCH_OUT:-bench-results}
@@ -100,6 +107,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 CERTS=$TMP/certs
 "$BIN" pki init --dir "$CERTS" --key-type "$KEY_TYPE" --hosts localhost,127.0.0.1 >/dev/null
 psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null
@@ -125,48 +133,57 @@ start() { # name port command...
 }
 start bare "$PORT_BARE" "$BIN" bench bare-server --dir "$CERTS" --listen "127.0.0.1:$PORT_BARE"
 start bolt "$PORT_BOLT" "$BIN" serve --dir "$CERTS" --listen "127.0.0.1:$PORT_BOLT" --store "bolt:$TMP/kvs.db"
-start pg "$PORT_PG" "$BIN" serve --dir "$CERTS" --listen "127.0.0.1:$PORT_PG" --store "$PG_URL"
+start pg "$PORT_PG" "$BIN" serve --dir "$CERTS" --listen "127.0.0.1:$PORT_PG" --store "$PG_URL" --pool-size "$CLIENTS"
 
 # --- runs ------------------------------------------------------------------
-declare -A RPS P50 P99 NOTE
+declare -A RPS P50 P99 NOTE CPU
+PROTO=()
+[ "$HTTP" = h2 ] || PROTO=(--http1)
 
 num() { grep -o "\"$1\": [0-9.e+-]*" "$2" | head -1 | awk '{print $2}'; }
-keep() { # label rps p50 p99: keep the best round
+keep() { # label rps p50 p99 cpu note: keep the best round
 	local cur=${RPS[$1]:-0}
 	if awk -v a="$2" -v b="$cur" 'BEGIN{exit !(a>b)}'; then
-		RPS[$1]=$2 P50[$1]=$3 P99[$1]=$4
+		RPS[$1]=$2 P50[$1]=$3 P99[$1]=$4 CPU[$1]=$5 NOTE[$1]=$6
 	fi
 }
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
 
-bench() { # label port round args...
-	local label=$1 port=$2 round=$3 f
-	shift 3
+bench() { # label server port round args...
+	local label=$1 server=$2 port=$3 round=$4 f
+	shift 4
 	f=$RAW/$label.$round.json
+	local pid t0 t1
+	pid=$(eval echo "\$PID_$server")
+	t0=$(ticks "$pid")
 	"$BIN" bench --dir "$CERTS" --server "localhost:$port" --clients "$CLIENTS" --keys "$KEYS" \
 		--value-size "$VALUE_SIZE" --duration "$DURATION" --quiet --json "$@" >"$f" ||
 		die "bench $label failed: $(cat "$f")"
-	local errs
+	t1=$(ticks "$pid")
+	local errs note="" cpu
 	errs=$(num errors "$f")
-	[ "$errs" = 0 ] || NOTE[$label]="$errs errors: $(grep -o '"first_error": "[^"]*' "$f" | cut -d'"' -f4)"
-	keep "$label" "$(num rps "$f")" "$(num p50_ms "$f")" "$(num p99_ms "$f")"
-	if [[ $label == hs_* ]]; then
-		NOTE[$label]="$(num handshakes "$f") handshakes, $(num resumed "$f") resumed"
-	fi
-	say "$(printf '%-14s round %d: %8.0f req/s' "$label" "$round" "$(num rps "$f")")"
+	cpu=$(awk -v t="$((t1 - t0))" -v hz="$HZ" -v n="$(num requests "$f")" 'BEGIN{ if (n>0) printf "%.1f", t*1e6/hz/n }')
+	[[ $label == hs_* ]] && note="$(num handshakes "$f") handshakes, $(num resumed "$f") resumed"
+	[ "$errs" = 0 ] || note="$note $errs errors: $(grep -o '"first_error": "[^"]*' "$f" | cut -d'"' -f4)"
+	keep "$label" "$(num rps "$f")" "$(num p50_ms "$f")" "$(num p99_ms "$f")" "$cpu" "$note"
+	say "$(printf '%-14s round %d: %8.0f req/s, server %6s us CPU/request' "$label" "$round" "$(num rps "$f")" "$cpu")"
 }
 
 PUT_VALUE=$(head -c "$VALUE_SIZE" /dev/urandom | od -An -tx1 -v | tr -d ' \n')
+# pgbench connects its clients inside its -T duration, which can take a
+# second or more on a loaded machine; it gets 2s more and its tps excludes
+# the connection time.
 pgb() { # label script round
 	local label=$1 script=$2 round=$3 f tps
 	f=$RAW/$label.$round.txt
-	"$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$(nproc)" -T "$secs" -f "$script" -D "v=\\x$PUT_VALUE" \
+	"$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$(nproc)" -T "$((secs + 2))" -f "$script" -D "v=\\x$PUT_VALUE" \
 		-r "$PG_URL" >"$f" 2>&1 || die "pgbench $label failed: $(tail -5 "$f")"
 	tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' "$f")
 	[ -n "$tps" ] || die "pgbench $label: no tps in its output: $(tail -5 "$f")"
 	local lat
 	lat=$(sed -nE 's/^latency average = ([0-9.]+) ms/\1/p' "$f")
-	keep "$label" "$tps" "${lat:-0}" ""
-	NOTE[$label]="p50/p99 not reported by pgbench; latency average ${lat} ms"
+	keep "$label" "$tps" "${lat:-0}" "" "" "pgbench reports the average latency (in the p50 column)"
 	say "$(printf '%-14s round %d: %8.0f tps' "$label" "$round" "$tps")"
 }
 
@@ -179,32 +196,43 @@ cp "$TMP/get.sql" "$TMP/put.sql" "$RAW/"
 
 say "(a) embedded store against the bare ceiling"
 for r in $(seq "$ROUNDS"); do
-	bench bare_get "$PORT_BARE" "$r" --op get
-	bench bolt_get "$PORT_BOLT" "$r" --op get
+	bench bare_get bare "$PORT_BARE" "$r" --op get "${PROTO[@]}"
+	bench bolt_get bolt "$PORT_BOLT" "$r" --op get "${PROTO[@]}"
 done
 for r in $(seq "$ROUNDS"); do
-	bench bare_put "$PORT_BARE" "$r" --op put
-	bench bolt_put "$PORT_BOLT" "$r" --op put
+	bench bare_put bare "$PORT_BARE" "$r" --op put "${PROTO[@]}"
+	bench bolt_put bolt "$PORT_BOLT" "$r" --op put "${PROTO[@]}"
 done
+if [ "$HTTP" != h2 ]; then
+	say "(a) again over HTTP/2"
+	for r in $(seq "$ROUNDS"); do
+		bench h2_bare_get bare "$PORT_BARE" "$r" --op get
+		bench h2_bolt_get bolt "$PORT_BOLT" "$r" --op get
+	done
+	for r in $(seq "$ROUNDS"); do
+		bench h2_bare_put bare "$PORT_BARE" "$r" --op put
+		bench h2_bolt_put bolt "$PORT_BOLT" "$r" --op put
+	done
+fi
 
 say "(b) PostgreSQL store against pgbench"
 for r in $(seq "$ROUNDS"); do
 	pgb pgbench_get "$TMP/get.sql" "$r"
-	bench pg_get "$PORT_PG" "$r" --op get
+	bench pg_get pg "$PORT_PG" "$r" --op get "${PROTO[@]}"
 done
 for r in $(seq "$ROUNDS"); do
 	pgb pgbench_put "$TMP/put.sql" "$r"
-	bench pg_put "$PORT_PG" "$r" --op put
+	bench pg_put pg "$PORT_PG" "$r" --op put "${PROTO[@]}"
 done
 
 say "(c) TLS handshakes (a new HTTP/1.1 connection per request)"
 for r in $(seq "$ROUNDS"); do
-	bench hs_full_bare "$PORT_BARE" "$r" --op get --new-conn --no-resume --http1
-	bench hs_full_bolt "$PORT_BOLT" "$r" --op get --new-conn --no-resume --http1
+	bench hs_full_bare bare "$PORT_BARE" "$r" --op get --new-conn --no-resume --http1
+	bench hs_full_bolt bolt "$PORT_BOLT" "$r" --op get --new-conn --no-resume --http1
 done
 for r in $(seq "$ROUNDS"); do
-	bench hs_res_bare "$PORT_BARE" "$r" --op get --new-conn --http1
-	bench hs_res_bolt "$PORT_BOLT" "$r" --op get --new-conn --http1
+	bench hs_res_bare bare "$PORT_BARE" "$r" --op get --new-conn --http1
+	bench hs_res_bolt bolt "$PORT_BOLT" "$r" --op get --new-conn --http1
 done
 
 say "vegeta against both servers"
@@ -227,8 +255,9 @@ veg() { # label port op
 	p50=$(jq -r '.latencies["50th"] / 1e6' "$f")
 	p99=$(jq -r '.latencies["99th"] / 1e6' "$f")
 	ok=$(jq -r '.success' "$f")
-	keep "$label" "$tput" "$p50" "$p99"
-	[ "$ok" = 1 ] || NOTE[$label]="success ratio $ok: $(jq -c '.errors[:2]' "$f")"
+	local note=""
+	[ "$ok" = 1 ] || note="success ratio $ok: $(jq -c '.errors[:2]' "$f")"
+	keep "$label" "$tput" "$p50" "$p99" "" "$note"
 	say "$(printf '%-14s         %8.0f req/s' "$label" "$tput")"
 }
 veg veg_bare_get "$PORT_BARE" get
@@ -282,39 +311,51 @@ row() { # figure ours ref goal
 	printf '| %s | %s | %s | %s× | ≥ %s× | %s |\n' "$fig" "$(fmt "${RPS[$a]:-}")" "$(fmt "${RPS[$b]:-}")" "$r" "$goal" "$(met "$r" "$goal" ">=")"
 }
 
+extra() { # figure ours ref: a row without a goal
+	printf '| %s | %s | %s | %s× |\n' "$1" "$(fmt "${RPS[$2]:-}")" "$(fmt "${RPS[$3]:-}")" "$(ratio "${RPS[$2]:-0}" "${RPS[$3]:-0}")"
+}
+proto=HTTP/1.1
+[ "$HTTP" = h2 ] && proto=HTTP/2
+
 REPORT=$RAW/results.md
 {
 	echo "# kvsctl bench results, $STAMP"
 	echo
-	echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(go version | cut -d' ' -f3), kvsctl $("$BIN" --version | awk '{print $NF}'), $("$PGBENCH" --version), PostgreSQL $(psql "$PG_ADMIN" -tAc 'SHOW server_version')."
-	echo "Everything on 127.0.0.1; $KEY_TYPE certificates from one 'kvsctl pki init'; $CLIENTS clients, $KEYS keys, $VALUE_SIZE-byte values;"
-	echo "each throughput figure is the best of $ROUNDS alternating runs of $DURATION. kvsctl serve writes its audit log to a file."
+	echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), load average before the run $LOAD_BEFORE, $(go version | cut -d' ' -f3), kvsctl $("$BIN" --version | awk '{print $NF}'), $("$PGBENCH" --version | sed 's/ (PostgreSQL)//'), PostgreSQL $(psql "$PG_ADMIN" -tAc 'SHOW server_version' | cut -d' ' -f1)."
+	echo "Everything on 127.0.0.1 and the same 2 CPUs; $KEY_TYPE certificates from one 'kvsctl pki init'; $CLIENTS clients (pgbench: $CLIENTS connections; kvsctl serve: --pool-size $CLIENTS),"
+	echo "$KEYS keys, $VALUE_SIZE-byte values, generator over $proto; each throughput is the best of $ROUNDS alternating runs of $DURATION."
+	echo "kvsctl serve runs as shipped: audit log (one line per request) to a file, metrics on."
 	echo
-	echo "| figure | kvsctl (req/s) | reference (req/s) | ratio | goal | met |"
+	echo "| figure | kvsctl | reference | ratio | goal | met |"
 	echo "|---|---|---|---|---|---|"
-	row "(a) GET, embedded store vs bare ceiling" bolt_get bare_get 0.8
-	row "(a) PUT (durable), embedded store vs bare ceiling" bolt_put bare_put 0.5
-	row "(b) GET, PostgreSQL store vs pgbench SELECT" pg_get pgbench_get 0.5
-	row "(b) PUT, PostgreSQL store vs pgbench upsert" pg_put pgbench_put 0.6
+	row "(a) GET req/s, embedded store vs bare ceiling" bolt_get bare_get 0.8
+	row "(a) PUT req/s (durable), embedded store vs bare ceiling" bolt_put bare_put 0.5
+	row "(b) GET req/s, PostgreSQL store vs pgbench SELECT" pg_get pgbench_get 0.5
+	row "(b) PUT req/s, PostgreSQL store vs pgbench upsert" pg_put pgbench_put 0.6
 	row "(c) full handshakes/s, serve vs bare" hs_full_bolt hs_full_bare 0.9
-	row "(c) resumed handshakes/s, serve vs bare" hs_res_bolt hs_res_bare 0.9
 	r=${RSS[serve]}
 	printf '| (d) RSS per idle mTLS connection (%d, HTTP/2) | %s KiB | bare: %s KiB | - | ≤ 64 KiB | %s |\n' "$IDLE_CONNS" "$r" "${RSS[bare]}" "$(met "$r" 64 "<=")"
 	echo
-	echo "vegeta (rate unlimited, $CLIENTS workers, HTTP/2):"
+	echo "Without a goal:"
 	echo
-	echo "| run | kvsctl serve (req/s) | bare (req/s) | ratio |"
+	echo "| figure | kvsctl | reference | ratio |"
 	echo "|---|---|---|---|"
-	for op in get put; do
-		printf '| %s | %s | %s | %s× |\n' "${op^^}" "$(fmt "${RPS[veg_bolt_$op]:-}")" "$(fmt "${RPS[veg_bare_$op]:-}")" "$(ratio "${RPS[veg_bolt_$op]:-0}" "${RPS[veg_bare_$op]:-0}")"
-	done
+	extra "(c) resumed handshakes/s, serve vs bare" hs_res_bolt hs_res_bare
+	if [ "$HTTP" != h2 ]; then
+		extra "(a) GET req/s over HTTP/2, embedded vs bare" h2_bolt_get h2_bare_get
+		extra "(a) PUT req/s over HTTP/2, embedded vs bare" h2_bolt_put h2_bare_put
+	fi
+	extra "vegeta GET req/s (HTTP/2, $CLIENTS workers), serve vs bare" veg_bolt_get veg_bare_get
+	extra "vegeta PUT req/s (HTTP/2, $CLIENTS workers), serve vs bare" veg_bolt_put veg_bare_put
 	echo
-	echo "Latency (ms) of the best runs:"
+	echo "Every run (best round): latency in ms, and the CPU the server process spent per request"
+	echo "(pgbench: PostgreSQL's CPU is not counted, and only the average latency is reported):"
 	echo
-	echo "| run | req/s | p50 | p99 | note |"
-	echo "|---|---|---|---|---|"
-	for l in bare_get bolt_get bare_put bolt_put pgbench_get pg_get pgbench_put pg_put hs_full_bare hs_full_bolt hs_res_bare hs_res_bolt veg_bare_get veg_bolt_get veg_bare_put veg_bolt_put; do
-		printf '| %s | %s | %s | %s | %s |\n' "$l" "$(fmt "${RPS[$l]:-}")" "$(ms "${P50[$l]:-}")" "$(ms "${P99[$l]:-}")" "${NOTE[$l]:-}"
+	echo "| run | req/s | p50 | p99 | server CPU µs/req | note |"
+	echo "|---|---|---|---|---|---|"
+	for l in bare_get bolt_get bare_put bolt_put h2_bare_get h2_bolt_get h2_bare_put h2_bolt_put pgbench_get pg_get pgbench_put pg_put hs_full_bare hs_full_bolt hs_res_bare hs_res_bolt veg_bare_get veg_bolt_get veg_bare_put veg_bolt_put; do
+		[ -n "${RPS[$l]:-}" ] || continue
+		printf '| %s | %s | %s | %s | %s | %s |\n' "$l" "$(fmt "${RPS[$l]:-}")" "$(ms "${P50[$l]:-}")" "$(ms "${P99[$l]:-}")" "${CPU[$l]:--}" "${NOTE[$l]:-}"
 	done
 } >"$REPORT"
 cp "$REPORT" "$OUT/latest.md"

@@ -10,6 +10,9 @@ import (
 )
 
 func TestStartPprof(t *testing.T) {
+	if f := pprofFlag(); f.Name != "pprof" || f.Value != "" {
+		t.Errorf("--pprof must be off by default: %+v", f)
+	}
 	log := slog.New(slog.DiscardHandler)
 	for _, addr := range []string{"0.0.0.0:0", "192.0.2.1:6060", ":6060", "example.com:6060", "nonsense"} {
 		if err := startPprof(t.Context(), addr, log); err == nil {

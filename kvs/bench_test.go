@@ -283,11 +283,11 @@ func BenchmarkBoltPut(b *testing.B) {
 	}
 }
 
-// BenchmarkPostgresPutConcurrent is unconditional PUTs to the PostgreSQL
-// store from 32 concurrent writers with a pool of 32 connections, as
-// `kvsctl serve --pool-size 32` under 32 clients. It needs
+// BenchmarkPostgresConcurrent is GETs and unconditional PUTs to the
+// PostgreSQL store from 32 concurrent callers with a pool of 32
+// connections, as `kvsctl serve --pool-size 32` under 32 clients. It needs
 // KVS_TEST_DATABASE.
-func BenchmarkPostgresPutConcurrent(b *testing.B) {
+func BenchmarkPostgresConcurrent(b *testing.B) {
 	db := os.Getenv("KVS_TEST_DATABASE")
 	if db == "" {
 		b.Skip("KVS_TEST_DATABASE is not set")
@@ -305,14 +305,32 @@ func BenchmarkPostgresPutConcurrent(b *testing.B) {
 		}
 	})
 	value := bytes.Repeat([]byte("v"), 100)
-	reportCPU(b)
-	b.SetParallelism(16)
-	var n atomic.Int64
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := store.Put(context.Background(), benchKey(int(n.Add(1))%10000), value, Cond{}); err != nil {
-				b.Fatal(err)
-			}
+	const nkeys = 10000
+	for i := range nkeys {
+		if _, err := store.Put(context.Background(), benchKey(i), value, Cond{}); err != nil {
+			b.Fatal(err)
 		}
-	})
+	}
+	for _, op := range []string{"get", "put"} {
+		b.Run(op, func(b *testing.B) {
+			reportCPU(b)
+			b.SetParallelism(16)
+			var n atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					key := benchKey(int(n.Add(1)) % nkeys)
+					var err error
+					if op == "get" {
+						_, err = store.Get(ctx, key)
+					} else {
+						_, err = store.Put(ctx, key, value, Cond{})
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }

@@ -91,7 +91,8 @@ var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 type postgresStore struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration // per-operation context deadline
-	puts    *pgPutBatcher // groups concurrent unconditional Puts
+	puts    *pgBatcher[pgPut] // groups concurrent unconditional Puts
+	gets    *pgBatcher[pgGet] // groups concurrent Gets
 }
 
 var _ Store = (*postgresStore)(nil)
@@ -136,7 +137,8 @@ func openPostgres(ctx context.Context, rawURL string, opts StoreOptions) (*postg
 	// connection usable; the client deadline is the backstop for a server
 	// that does not answer at all.
 	s := &postgresStore{pool: pool, timeout: timeout + max(timeout/5, 100*time.Millisecond)}
-	s.puts = &pgPutBatcher{s: s, max: pgBatchSlots(cfg.MaxConns)}
+	s.puts = &pgBatcher[pgPut]{max: pgBatchSlots(cfg.MaxConns), run: s.putBatch}
+	s.gets = &pgBatcher[pgGet]{max: pgBatchSlots(cfg.MaxConns), run: s.getBatch}
 	if err := s.migrate(ctx, schema, opts.logger()); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
@@ -276,18 +278,7 @@ func (s *postgresStore) Get(ctx context.Context, key string) (Entry, error) {
 	if err := ctxErr(ctx, "postgres get"); err != nil {
 		return Entry{}, err
 	}
-	qctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	e := Entry{Key: key}
-	err := s.pool.QueryRow(qctx, sqlGet, key).Scan(&e.Value, &e.Version, &e.Updated)
-	if err != nil {
-		return Entry{}, s.fail(ctx, "postgres get", err)
-	}
-	if e.Value == nil {
-		e.Value = []byte{}
-	}
-	e.Updated = e.Updated.UTC()
-	return e, nil
+	return s.get(ctx, key)
 }
 
 // Put implements Store.
@@ -305,7 +296,7 @@ func (s *postgresStore) Put(ctx context.Context, key string, value []byte, c Con
 		value = []byte{} // nil would be SQL NULL
 	}
 	if !c.CreateOnly && c.IfVersion == 0 {
-		return s.puts.put(ctx, key, value)
+		return s.put(ctx, key, value)
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

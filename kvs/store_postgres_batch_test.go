@@ -109,3 +109,47 @@ BEGIN IF NEW.key LIKE 'bad%' THEN RAISE EXCEPTION 'rejected %', NEW.key; END IF;
 		}
 	}
 }
+
+// TestPostgresConcurrentGets reads present and missing keys from many
+// goroutines, so that Gets are grouped into batches: each gets its own
+// value, or ErrNotFound.
+func TestPostgresConcurrentGets(t *testing.T) {
+	db := testDatabase(t)
+	s := openPostgres(t, db, newSchema(t, db), kvs.StoreOptions{MaxConns: 4})
+	defer s.Close()
+	const keys = 50
+	versions := map[string]int64{}
+	for i := range keys {
+		key := fmt.Sprintf("k%d", i)
+		v, err := s.Put(t.Context(), key, []byte("value of "+key), kvs.Cond{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions[key] = v
+	}
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := range 2 * keys {
+				key := fmt.Sprintf("k%d", (w*7+i)%(2*keys)) // half of them missing
+				e, err := s.Get(t.Context(), key)
+				want, ok := versions[key]
+				switch {
+				case !ok && !errors.Is(err, kvs.ErrNotFound):
+					t.Errorf("get missing %s: %v, want ErrNotFound", key, err)
+				case ok && err != nil:
+					t.Errorf("get %s: %v", key, err)
+				case ok && (string(e.Value) != "value of "+key || e.Version != want || e.Key != key):
+					t.Errorf("get %s = %q v%d (key %q), want %q v%d", key, e.Value, e.Version, e.Key, "value of "+key, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// A Get whose context has ended is not sent.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Get(ctx, "k1"); !errors.Is(err, context.Canceled) {
+		t.Errorf("get with a canceled context: %v", err)
+	}
+}

@@ -90,7 +90,7 @@ var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 // postgresStore is the Store kept in PostgreSQL.
 type postgresStore struct {
 	pool    *pgxpool.Pool
-	timeout time.Duration // per-operation context deadline
+	timeout time.Duration     // per-operation context deadline
 	puts    *pgBatcher[pgPut] // groups concurrent unconditional Puts
 	gets    *pgBatcher[pgGet] // groups concurrent Gets
 }

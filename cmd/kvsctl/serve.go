@@ -62,6 +62,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
 			&cli.DurationFlag{Name: "reload-interval", Value: 2 * time.Second, Usage: "how often to check certificate, CRL and policy files for changes (0: only on SIGHUP)"},
+			pprofFlag(),
 		},
 		Action: serve,
 	}
@@ -223,6 +224,9 @@ func serve(c *cli.Context) error {
 		go policy.Watch(ctx, sc.reloadInterval)
 	}
 
+	if err := startPprof(ctx, c.String("pprof"), log); err != nil {
+		return err
+	}
 	started = true
 	held.release(slog.LevelDebug)
 	announce(stderr, log, sc, ln.Addr().String())

@@ -20,10 +20,10 @@ test: ## every test, with the race detector, PostgreSQL included
 lint: ## gofmt check, go vet, staticcheck and govulncheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@# govulncheck exits 3 on findings; a database it cannot reach (no route to
 	@# vuln.go.dev) is reported loudly but does not fail the lint.
-	@out=$$($(GO) run golang.org/x/vuln/cmd/govulncheck@latest ./... 2>&1); rc=$$?; echo "$$out"; \
+	@out=$$($(GO) run golang.org/x/vuln/cmd/govulncheck@v1.9.0 ./... 2>&1); rc=$$?; echo "$$out"; \
 	if [ $$rc -ne 0 ] && echo "$$out" | grep -q 'fetching vulnerabilities'; then \
 	  echo "!!! govulncheck could not fetch the vulnerability database: dependencies NOT checked !!!" >&2; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi

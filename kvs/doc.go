@@ -25,7 +25,10 @@
 //     when the store opens. Each operation is bounded by
 //     StoreOptions.StatementTimeout, so a database that is down or hung
 //     yields ErrUnavailable rather than a stuck request, and the pool
-//     reconnects by itself when the database returns.
+//     reconnects by itself when the database returns. Under load,
+//     concurrent Gets, and concurrent unconditional Puts, go to the
+//     database together as pipelined batches (one round trip, and for
+//     Puts one commit); a Put is answered only once its batch committed.
 //
 // Store errors wrap ErrNotFound, ErrPrecondition, ErrInvalidKey or
 // ErrUnavailable for callers to branch on, or the caller's context error

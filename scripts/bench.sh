@@ -25,7 +25,7 @@
 # Needs: go, a PostgreSQL superuser URL (KVS_BENCH_DATABASE, default
 # postgres://postgres@127.0.0.1:5432/postgres; the script creates and drops
 # its own database, kvsbench). Installs pgbench (apt) and vegeta (go install)
-# when missing. Takes about 6 minutes on 2 cores. Not part of 'make test'.
+# when missing. Takes about 5 minutes on 2 cores. Not part of 'make test'.
 set -euo pipefail
 
 BIN=${1:-bin/kvsctl}

@@ -191,10 +191,6 @@ func (s *ServerTLS) load() (*tlsSnapshot, error) {
 	}
 	snap := &tlsSnapshot{cert: cert, leaf: leaf, roots: roots, stamp: stamp}
 	if f.CRL != "" {
-		issuer := crlIssuer(f.CRL, cas)
-		if issuer == nil {
-			return nil, fmt.Errorf("CRL %s was not issued by any CA in %s", f.CRL, f.CA)
-		}
 		// An expired CRL still loads (its signature must verify): the
 		// server then refuses every client, loudly, until it is re-signed.
 		data, err := os.ReadFile(f.CRL)
@@ -204,6 +200,10 @@ func (s *ServerTLS) load() (*tlsSnapshot, error) {
 		rl, err := pki.ParseCRL(data)
 		if err != nil {
 			return nil, fmt.Errorf("read CRL %s: %w", f.CRL, err)
+		}
+		issuer := crlIssuer(rl, cas)
+		if issuer == nil {
+			return nil, fmt.Errorf("CRL %s was not issued by any CA in %s", f.CRL, f.CA)
 		}
 		if snap.crl, err = pki.NewCRL(rl, issuer); err != nil {
 			return nil, fmt.Errorf("read CRL %s: %w", f.CRL, err)
@@ -232,15 +232,7 @@ func (s *ServerTLS) load() (*tlsSnapshot, error) {
 }
 
 // crlIssuer finds the CA of the bundle that issued the CRL.
-func crlIssuer(path string, cas []*x509.Certificate) *x509.Certificate {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	rl, err := pki.ParseCRL(data)
-	if err != nil {
-		return nil
-	}
+func crlIssuer(rl *x509.RevocationList, cas []*x509.Certificate) *x509.Certificate {
 	for _, c := range cas {
 		if string(c.RawSubject) == string(rl.RawIssuer) && rl.CheckSignatureFrom(c) == nil {
 			return c

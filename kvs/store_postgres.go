@@ -31,6 +31,10 @@ import (
 const (
 	sqlGet = `SELECT value, version, updated FROM kv WHERE key = $1`
 
+	// sqlGetMany is sqlGet for the distinct keys of a batch of Gets ($1 is
+	// a text array).
+	sqlGetMany = `SELECT key, value, version, updated FROM kv WHERE key = ANY($1)`
+
 	// sqlUpsert is an unconditional Put. nextval runs for every row
 	// offered, so the update takes the fresh revision from excluded.
 	sqlUpsert = `INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())

@@ -220,8 +220,12 @@ func finishEntry(e Entry) Entry {
 	return e
 }
 
-// getBatch runs the SELECTs of batch in one pipelined batch and answers
-// each Get.
+// getBatch answers every Get of batch with one SELECT over the distinct
+// keys (sqlGetMany): one statement to bind, plan and execute instead of
+// one per Get, which is what PostgreSQL spends most of a small read on.
+// The statement takes one snapshot when it starts, after every Get of the
+// batch was submitted, so each still sees every Put that completed before
+// it started.
 func (s *postgresStore) getBatch(batch []*pgGet) {
 	live := batch[:0]
 	for _, g := range batch {
@@ -239,35 +243,20 @@ func (s *postgresStore) getBatch(batch []*pgGet) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
-	var pb pgx.Batch
+	keys := make([]string, 0, len(live))
+	found := make(map[string]Entry, len(live))
 	for _, g := range live {
-		pb.Queue(sqlGet, g.key)
-	}
-	br := s.pool.SendBatch(ctx, &pb)
-	entries := make([]Entry, len(live))
-	found := make([]bool, len(live))
-	var err error
-	for i, g := range live {
-		e := Entry{Key: g.key}
-		err = br.QueryRow().Scan(&e.Value, &e.Version, &e.Updated)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = nil
-			continue
+		if _, dup := found[g.key]; !dup {
+			found[g.key] = Entry{}
+			keys = append(keys, g.key)
 		}
-		if err != nil {
-			break
-		}
-		entries[i], found[i] = finishEntry(e), true
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	clear(found) // only a key with a row goes back in
+	err := s.getMany(keys, found)
 	if err == nil {
-		for i, g := range live {
-			if found[i] {
-				g.finish(entries[i], nil)
+		for _, g := range live {
+			if e, ok := found[g.key]; ok {
+				g.finish(e, nil)
 			} else {
 				g.finish(Entry{}, ErrNotFound)
 			}
@@ -286,4 +275,24 @@ func (s *postgresStore) getBatch(batch []*pgGet) {
 	for _, g := range live {
 		g.finish(Entry{}, s.fail(g.ctx, "postgres get", err))
 	}
+}
+
+// getMany reads the rows of keys into found, keyed by key. The batch
+// belongs to no single caller, so it runs under its own statement timeout.
+func (s *postgresStore) getMany(keys []string, found map[string]Entry) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, sqlGetMany, keys)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e Entry
+		if err := rows.Scan(&e.Key, &e.Value, &e.Version, &e.Updated); err != nil {
+			return err
+		}
+		found[e.Key] = finishEntry(e)
+	}
+	return rows.Err()
 }

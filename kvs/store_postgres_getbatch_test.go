@@ -1,0 +1,55 @@
+package kvs
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+// TestPostgresGetBatch answers one hand-made batch of Gets with the single
+// SELECT over its distinct keys: a key asked for twice, a missing key and
+// a present one all get their own answer, and a Get whose context ended
+// while it was queued fails without being sent.
+func TestPostgresGetBatch(t *testing.T) {
+	db := relDatabase(t)
+	s, err := OpenStore(t.Context(), db, StoreOptions{Schema: relSchema(t, db), MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ps := s.(*postgresStore)
+	want := map[string]int64{}
+	for _, k := range []string{"a", "b", "c"} {
+		v, err := s.Put(t.Context(), k, []byte("value of "+k), Cond{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[k] = v
+	}
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	keys := []string{"a", "missing", "b", "a", "c", "missing", "b"}
+	var batch []*pgGet
+	for _, k := range keys {
+		batch = append(batch, &pgGet{ctx: t.Context(), key: k, done: make(chan struct{})})
+	}
+	canceled := &pgGet{ctx: gone, key: "c", done: make(chan struct{})}
+	batch = append(batch, canceled)
+	ps.getBatch(batch)
+	for i, g := range batch[:len(keys)] {
+		<-g.done
+		v, ok := want[g.key]
+		switch {
+		case !ok && !errors.Is(g.err, ErrNotFound):
+			t.Errorf("%d: get %q: %v, want ErrNotFound", i, g.key, g.err)
+		case ok && g.err != nil:
+			t.Errorf("%d: get %q: %v", i, g.key, g.err)
+		case ok && (g.entry.Key != g.key || string(g.entry.Value) != "value of "+g.key || g.entry.Version != v):
+			t.Errorf("%d: get %q = %q %q v%d, want its own value v%d", i, g.key, g.entry.Key, g.entry.Value, g.entry.Version, v)
+		}
+	}
+	<-canceled.done
+	if !errors.Is(canceled.err, context.Canceled) {
+		t.Errorf("a Get canceled while queued: %v, want context.Canceled", canceled.err)
+	}
+}

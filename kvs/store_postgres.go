@@ -35,10 +35,13 @@ const (
 	// a text array).
 	sqlGetMany = `SELECT key, value, version, updated FROM kv WHERE key = ANY($1)`
 
-	// sqlUpsert is an unconditional Put. nextval runs for every row
-	// offered, so the update takes the fresh revision from excluded.
+	// sqlUpsert is an unconditional Put. An update draws its version
+	// again once it holds the row lock: the one in the proposed row was
+	// drawn before waiting for the lock, so a Put that waited behind a
+	// later one would otherwise commit a lower version over a higher one
+	// (TestPostgresPutVersionsGrow). The insert's draw is then unused.
 	sqlUpsert = `INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())
-ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, updated = excluded.updated
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = nextval('kv_revision'), updated = excluded.updated
 RETURNING version`
 
 	// sqlPutIfVersion is a Put with Cond.IfVersion; no row means

@@ -13,16 +13,24 @@ import (
 )
 
 // TestPostgresConcurrentPuts writes overlapping keys from many goroutines,
-// so that Puts are grouped into batches: every Put succeeds with a unique
-// version, and each key ends with the value and version of one of its
-// Puts. (Not necessarily the highest version: the upsert draws its version
-// before it waits for the row lock, so two concurrent Puts of one key can
-// commit in the other order. The Store contract allows that; it orders a
-// Put only after the Puts that completed before it started.)
+// so that Puts are grouped into batches and Puts of one key wait for each
+// other's row locks: every Put succeeds with a unique version, and each key
+// ends with the value of the Put that got its highest version, so a key's
+// version only grows. (An upsert that drew its version before waiting for
+// the row lock could commit after a Put with a higher one.)
+//
+// Four stores share the schema, as four servers would: each store runs its
+// batches one after another on a machine this small, so the Puts of
+// different stores are the ones that race for a row.
 func TestPostgresConcurrentPuts(t *testing.T) {
 	db := testDatabase(t)
-	s := openPostgres(t, db, newSchema(t, db), kvs.StoreOptions{MaxConns: 8})
-	defer s.Close()
+	schema := newSchema(t, db)
+	stores := make([]kvs.Store, 4)
+	for i := range stores {
+		stores[i] = openPostgres(t, db, schema, kvs.StoreOptions{MaxConns: 8})
+		defer stores[i].Close()
+	}
+	s := stores[0]
 	const writers, puts, keys = 32, 40, 10
 	var mu sync.Mutex
 	seen := map[int64]bool{}
@@ -33,7 +41,7 @@ func TestPostgresConcurrentPuts(t *testing.T) {
 			for i := range puts {
 				key := fmt.Sprintf("k%d", (w+i)%keys)
 				val := fmt.Sprintf("w%d-%d", w, i)
-				v, err := s.Put(t.Context(), key, []byte(val), kvs.Cond{})
+				v, err := stores[w%len(stores)].Put(t.Context(), key, []byte(val), kvs.Cond{})
 				if err != nil {
 					t.Errorf("put %s: %v", key, err)
 					return
@@ -57,8 +65,14 @@ func TestPostgresConcurrentPuts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		top := int64(0)
+		for v := range versions {
+			top = max(top, v)
+		}
 		if val, ok := versions[e.Version]; !ok || val != string(e.Value) {
 			t.Errorf("%s = %q v%d, which no Put wrote", key, e.Value, e.Version)
+		} else if e.Version != top {
+			t.Errorf("%s ends at v%d (%q), but a Put of it was acknowledged with v%d", key, e.Version, e.Value, top)
 		}
 	}
 }
@@ -151,5 +165,96 @@ func TestPostgresConcurrentGets(t *testing.T) {
 	cancel()
 	if _, err := s.Get(ctx, "k1"); !errors.Is(err, context.Canceled) {
 		t.Errorf("get with a canceled context: %v", err)
+	}
+}
+
+// TestPostgresPutVersionsGrow widens the moment between an upsert drawing
+// its version and taking the row lock (a BEFORE INSERT trigger sleeps a
+// random few milliseconds; it fires for every upsert, updates included)
+// while two stores write one key at once and a reader watches it: the
+// version the reader sees must never go down, and the key must end with
+// the highest version any Put was acknowledged with. An upsert that takes
+// its version from the proposed row, drawn before the lock, fails both.
+func TestPostgresPutVersionsGrow(t *testing.T) {
+	db := testDatabase(t)
+	schema := newSchema(t, db)
+	a := openPostgres(t, db, schema, kvs.StoreOptions{MaxConns: 8})
+	defer a.Close()
+	b := openPostgres(t, db, schema, kvs.StoreOptions{MaxConns: 8})
+	defer b.Close()
+	conn, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	sch := pgx.Identifier{schema}.Sanitize()
+	for _, q := range []string{
+		`CREATE FUNCTION ` + sch + `.dawdle() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(random() * 0.005); RETURN NEW; END $$`,
+		`CREATE TRIGGER dawdle BEFORE INSERT ON ` + sch + `.kv FOR EACH ROW EXECUTE FUNCTION ` + sch + `.dawdle()`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Put(t.Context(), "hot", []byte("first"), kvs.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		top    int64
+		topVal string
+	)
+	stop := make(chan struct{})
+	read := make(chan struct{})
+	go func() { // the reader
+		defer close(read)
+		last := int64(0)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			e, err := b.Get(t.Context(), "hot")
+			if err != nil {
+				t.Errorf("get: %v", err)
+				return
+			}
+			if e.Version < last {
+				t.Errorf("the version of hot went down: v%d, then v%d", last, e.Version)
+				return
+			}
+			last = e.Version
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		s := []kvs.Store{a, b}[w%2]
+		wg.Go(func() {
+			for i := range 15 {
+				val := fmt.Sprintf("w%d-%d", w, i)
+				v, err := s.Put(t.Context(), "hot", []byte(val), kvs.Cond{})
+				if err != nil {
+					t.Errorf("put: %v", err)
+					return
+				}
+				mu.Lock()
+				if v > top {
+					top, topVal = v, val
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-read
+	e, err := a.Get(t.Context(), "hot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Version != top || string(e.Value) != topVal {
+		t.Errorf("hot = %q v%d, but %q was acknowledged with v%d", e.Value, e.Version, topVal, top)
 	}
 }

@@ -152,3 +152,15 @@ func E2EClient(t *testing.T, d pki.Dir, addr string, mutate func(*ClientConfig))
 	t.Helper()
 	return newTestClient(t, d, addr, mutate)
 }
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

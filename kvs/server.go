@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +54,8 @@ type Config struct {
 	// handshake (version, resumption, verdict); its tests use it to build
 	// deliberately weakened servers. Nil serves the configuration as built.
 	WrapTLS func(*tls.Config) *tls.Config
+
+	refusalLogLimit int // tests: lines per refusalLogWindow; 0 means refusalLogLimit
 }
 
 // Server is the mutual-TLS key-value HTTP server. It keeps no state of its
@@ -65,6 +68,8 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	http    *http.Server
+
+	refusals *logLimiter // caps the "tls handshake refused" lines
 }
 
 // NewServer checks the configuration and builds the server.
@@ -90,6 +95,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.audit == nil {
 		s.audit = s.log
 	}
+	if cfg.refusalLogLimit <= 0 {
+		cfg.refusalLogLimit = refusalLogLimit
+	}
+	s.refusals = newLogLimiter(s.log, "tls handshake refusals not logged (over the limit of "+
+		strconv.Itoa(cfg.refusalLogLimit)+" lines per "+refusalLogWindow.String()+"; each is counted in kvs_tls_handshakes_refused_total)",
+		cfg.refusalLogLimit, refusalLogWindow)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
@@ -162,6 +173,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	err := s.http.ServeTLS(ln, "", "")
 	if errors.Is(err, http.ErrServerClosed) {
 		wg.Wait()
+		s.refusals.stop()
 		return <-shutdownErr
 	}
 	return err
@@ -208,7 +220,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // httpErrorLog routes net/http's error log through slog. Refused handshakes
-// become one structured line with the peer and the reason, and a metric.
+// become one structured line with the peer and the reason (up to
+// refusalLogLimit lines a second, then one line with how many more there
+// were), and a metric.
 type httpErrorLog struct{ s *Server }
 
 const handshakePrefix = "http: TLS handshake error from "
@@ -223,7 +237,9 @@ func (l httpErrorLog) Write(p []byte) (int, error) {
 		if label == "eof" {
 			level = slog.LevelDebug
 		}
-		l.s.log.Log(context.Background(), level, "tls handshake refused", "peer", peer, "reason", reason)
+		if l.s.log.Enabled(context.Background(), level) && l.s.refusals.allow() {
+			l.s.log.Log(context.Background(), level, "tls handshake refused", "peer", peer, "reason", reason)
+		}
 		if l.s.cfg.OnRefused != nil {
 			l.s.cfg.OnRefused(peer, reason)
 		}

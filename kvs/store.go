@@ -71,8 +71,10 @@ type KeyInfo struct {
 // greater than that of every Put that completed before it started, on any
 // key, so a deleted and recreated key never gets an old version back and
 // an If-Match on a stale version cannot succeed by accident (no ABA).
-// A key's version never goes down: a Put that replaces a value gets a
-// version greater than the one it replaces, even when Puts of the key race.
+// A Put that replaces a value gets a version greater than the one it
+// replaces, even when Puts of the key race, so a key's version only grows
+// while the key exists (a Put racing a Delete may recreate the key with a
+// lower version than the deleted value had).
 // Versions are unique but not contiguous.
 //
 // Keys must pass ValidateKey; methods return a wrapped ErrInvalidKey

@@ -13,13 +13,14 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// pgMaxBatch bounds the statements of one batch.
+// pgMaxBatch bounds the operations of one batch.
 const pgMaxBatch = 128
 
-// pgBatcher groups concurrent operations of one kind into pipelined pgx
-// batches, which PostgreSQL runs as one implicit transaction: they share
-// a round trip (one write and one read on each side instead of one per
-// operation) and, for writes, a commit and its WAL flush. An operation that
+// pgBatcher groups concurrent operations of one kind so that they share a
+// round trip to PostgreSQL (one write and one read on each side instead of
+// one per operation): Puts as a pipelined pgx batch, which PostgreSQL runs
+// as one implicit transaction with one commit and WAL flush, and Gets as
+// one statement over all their keys. An operation that
 // finds one of max batch slots free goes at once, alone; operations that
 // arrive while every slot is busy queue, and a slot that frees takes all
 // of them (up to pgMaxBatch). So at rest nothing waits, and under load
@@ -175,11 +176,8 @@ func (s *postgresStore) putBatch(batch []*pgPut) {
 	}
 }
 
-// Gets go through a pgBatcher too: under load, the SELECTs that queue
-// while every slot is busy share a round trip. Each SELECT of a batch sees
-// every write committed before it runs (READ COMMITTED takes a snapshot
-// per statement), so a Get still sees every Put that completed before it
-// started.
+// Gets go through a pgBatcher too: under load, the Gets that queue while
+// every slot is busy are answered by one SELECT over their keys.
 type pgGet struct {
 	ctx   context.Context
 	key   string
@@ -223,9 +221,11 @@ func finishEntry(e Entry) Entry {
 // getBatch answers every Get of batch with one SELECT over the distinct
 // keys (sqlGetMany): one statement to bind, plan and execute instead of
 // one per Get, which is what PostgreSQL spends most of a small read on.
-// The statement takes one snapshot when it starts, after every Get of the
+// The statement takes its snapshot when it starts, after every Get of the
 // batch was submitted, so each still sees every Put that completed before
-// it started.
+// it started. Keys are valid UTF-8 without NUL (ValidateKey), so no key
+// can make the statement fail for the others: an error fails every Get of
+// the batch, as it would have failed each alone.
 func (s *postgresStore) getBatch(batch []*pgGet) {
 	live := batch[:0]
 	for _, g := range batch {
@@ -243,56 +243,45 @@ func (s *postgresStore) getBatch(batch []*pgGet) {
 	if len(live) == 0 {
 		return
 	}
-	keys := make([]string, 0, len(live))
-	found := make(map[string]Entry, len(live))
+	keys := make([]string, len(live))
+	for i, g := range live {
+		keys[i] = g.key
+	}
+	slices.Sort(keys)
+	found, err := s.getMany(slices.Compact(keys))
 	for _, g := range live {
-		if _, dup := found[g.key]; !dup {
-			found[g.key] = Entry{}
-			keys = append(keys, g.key)
+		switch e, ok := found[g.key]; {
+		case err != nil:
+			g.finish(Entry{}, s.fail(g.ctx, "postgres get", err))
+		case ok:
+			g.finish(e, nil)
+		default:
+			g.finish(Entry{}, ErrNotFound)
 		}
-	}
-	clear(found) // only a key with a row goes back in
-	err := s.getMany(keys, found)
-	if err == nil {
-		for _, g := range live {
-			if e, ok := found[g.key]; ok {
-				g.finish(e, nil)
-			} else {
-				g.finish(Entry{}, ErrNotFound)
-			}
-		}
-		return
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && !pgUnavailable(pgErr.Code) {
-		var wg sync.WaitGroup
-		for _, g := range live {
-			wg.Go(func() { g.finish(s.getOne(g.ctx, g.key)) })
-		}
-		wg.Wait()
-		return
-	}
-	for _, g := range live {
-		g.finish(Entry{}, s.fail(g.ctx, "postgres get", err))
 	}
 }
 
-// getMany reads the rows of keys into found, keyed by key. The batch
-// belongs to no single caller, so it runs under its own statement timeout.
-func (s *postgresStore) getMany(keys []string, found map[string]Entry) error {
+// getMany reads the rows of the distinct keys, by key; a key without a
+// row is absent. The batch belongs to no single caller, so it runs under
+// its own statement timeout.
+func (s *postgresStore) getMany(keys []string) (map[string]Entry, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
 	rows, err := s.pool.Query(ctx, sqlGetMany, keys)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
+	found := make(map[string]Entry, len(keys))
 	for rows.Next() {
 		var e Entry
 		if err := rows.Scan(&e.Key, &e.Value, &e.Version, &e.Updated); err != nil {
-			return err
+			return nil, err
 		}
 		found[e.Key] = finishEntry(e)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return found, nil
 }

@@ -8,8 +8,9 @@ import (
 
 // TestPostgresGetBatch answers one hand-made batch of Gets with the single
 // SELECT over its distinct keys: a key asked for twice, a missing key and
-// a present one all get their own answer, and a Get whose context ended
-// while it was queued fails without being sent.
+// a present one all get their own answer, a Get whose context ended while
+// it was queued fails without being sent, and when the statement fails
+// every Get fails with it.
 func TestPostgresGetBatch(t *testing.T) {
 	db := relDatabase(t)
 	s, err := OpenStore(t.Context(), db, StoreOptions{Schema: relSchema(t, db), MaxConns: 2})
@@ -51,5 +52,37 @@ func TestPostgresGetBatch(t *testing.T) {
 	<-canceled.done
 	if !errors.Is(canceled.err, context.Canceled) {
 		t.Errorf("a Get canceled while queued: %v, want context.Canceled", canceled.err)
+	}
+
+	// The statement itself, without the fallback a failing batch could
+	// hide behind: exactly the keys with a row come back.
+	found, err := ps.getMany([]string{"a", "b", "c", "missing"})
+	if err != nil {
+		t.Fatalf("getMany: %v", err)
+	}
+	if len(found) != 3 {
+		t.Errorf("getMany found %d keys, want a, b and c: %v", len(found), found)
+	}
+	for k, v := range want {
+		if e := found[k]; e.Key != k || e.Version != v || string(e.Value) != "value of "+k {
+			t.Errorf("getMany: %q = %+v, want v%d", k, e, v)
+		}
+	}
+
+	// When the statement fails, every Get of the batch fails, and none
+	// claims its key is missing.
+	if _, err := ps.pool.Exec(t.Context(), "DROP TABLE kv"); err != nil {
+		t.Fatal(err)
+	}
+	batch = batch[:0]
+	for _, k := range keys {
+		batch = append(batch, &pgGet{ctx: t.Context(), key: k, done: make(chan struct{})})
+	}
+	ps.getBatch(batch)
+	for i, g := range batch {
+		<-g.done
+		if g.err == nil || errors.Is(g.err, ErrNotFound) {
+			t.Errorf("%d: get %q from a dropped table: %v, want the statement's error", i, g.key, g.err)
+		}
 	}
 }

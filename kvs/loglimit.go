@@ -22,7 +22,8 @@ const (
 // many it held back, once, at the end of each window that held any back.
 type logLimiter struct {
 	log    *slog.Logger
-	msg    string // the summary line
+	msg    string      // the summary line's message
+	attrs  []slog.Attr // and its attributes, besides the count
 	limit  int
 	window time.Duration
 
@@ -31,10 +32,11 @@ type logLimiter struct {
 	logged  int         // lines let through in the current window
 	dropped int         // lines held back in the current window
 	timer   *time.Timer // reports dropped at the end of the window
+	stopped bool        // after stop, every line goes through
 }
 
-func newLogLimiter(log *slog.Logger, msg string, limit int, window time.Duration) *logLimiter {
-	return &logLimiter{log: log, msg: msg, limit: limit, window: window}
+func newLogLimiter(log *slog.Logger, msg string, limit int, window time.Duration, attrs ...slog.Attr) *logLimiter {
+	return &logLimiter{log: log, msg: msg, attrs: attrs, limit: limit, window: window}
 }
 
 // allow reports whether a line may be logged now; when it may not, the
@@ -43,6 +45,9 @@ func (l *logLimiter) allow() bool {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.stopped {
+		return true
+	}
 	if now.Sub(l.start) >= l.window {
 		l.start, l.logged = now, 0
 	}
@@ -60,21 +65,32 @@ func (l *logLimiter) allow() bool {
 // report logs how many lines were held back, if any.
 func (l *logLimiter) report() {
 	l.mu.Lock()
-	n := l.dropped
-	l.dropped, l.timer = 0, nil
-	l.mu.Unlock()
-	if n > 0 {
-		l.log.LogAttrs(context.Background(), slog.LevelWarn, l.msg,
-			slog.Int("count", n), slog.Duration("within", l.window))
-	}
+	defer l.mu.Unlock()
+	l.timer = nil
+	l.reportLocked()
 }
 
-// stop reports what is held back now, instead of at the end of the window.
+// reportLocked logs the summary with l.mu held, so that stop cannot return
+// before a summary being written is out. It happens at most once a window.
+func (l *logLimiter) reportLocked() {
+	if l.dropped == 0 {
+		return
+	}
+	attrs := append([]slog.Attr{slog.Int("count", l.dropped), slog.Duration("within", l.window)}, l.attrs...)
+	l.log.LogAttrs(context.Background(), slog.LevelWarn, l.msg, attrs...)
+	l.dropped = 0
+}
+
+// stop reports what is held back now, instead of at the end of the window,
+// and lets every later line through (there are few once the server has
+// stopped accepting).
 func (l *logLimiter) stop() {
 	l.mu.Lock()
-	t := l.timer
-	l.mu.Unlock()
-	if t != nil && t.Stop() {
-		l.report()
+	defer l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop() // a report already waiting on l.mu then finds nothing
+		l.timer = nil
 	}
+	l.stopped = true
+	l.reportLocked()
 }

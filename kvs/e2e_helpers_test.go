@@ -147,6 +147,12 @@ func E2EStartServer(t *testing.T, d pki.Dir, store Store, mutate func(*Config)) 
 	return startServer(t, d, store, mutate)
 }
 
+// E2EWaitFor is waitFor for kvs_test.
+func E2EWaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	waitFor(t, timeout, what, cond)
+}
+
 // E2EClient is newTestClient for kvs_test.
 func E2EClient(t *testing.T, d pki.Dir, addr string, mutate func(*ClientConfig)) *Client {
 	t.Helper()

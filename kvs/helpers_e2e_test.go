@@ -106,13 +106,7 @@ func expectRejected(t *testing.T, what string, err error) {
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	kvs.E2EWaitFor(t, timeout, what, cond)
 }
 
 // logRecords parses the server's JSON log lines with the given message.

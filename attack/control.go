@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -76,7 +77,7 @@ func runOutsidePolicy(ctx context.Context, e *env, key string) observation {
 	defer c.Close()
 	_, perr := c.Put(ctx, key, []byte("written by an identity outside the policy"), kvs.Cond{})
 	o := observation{serverSaw: e.serverKey(ctx, key, 1)}
-	var se *kvs.StatusError
+	var se *client.StatusError
 	switch {
 	case perr == nil:
 		o.outcome, o.observed, o.wrote = Succeeded, "write accepted: the policy does not restrict this identity", true

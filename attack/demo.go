@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +15,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/bolt"
+	"github.com/kvsctl/kvsctl/kvs/postgres"
+	"github.com/kvsctl/kvsctl/kvs/server"
+	"github.com/kvsctl/kvsctl/kvs/stores"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -28,28 +30,23 @@ type DemoOptions struct {
 	Store     string
 	Scenarios []string       // names; empty means all
 	Progress  func(Progress) // nil: no progress
-	// Hooks weaken the demo on purpose. Only tests set them (negative
-	// controls); kvsctl never does.
-	Hooks Hooks
 }
 
-// Hooks replace parts of the demo's set-up to build deliberately weakened
-// deployments, so that tests can show that each check can fail: with a
-// hook applied, the scenarios the weakened check used to stop must be
-// reported as succeeded. Every field is optional.
-type Hooks struct {
-	// ServerFiles alters the server's file set before it is loaded (for
-	// example, dropping the CRL).
-	ServerFiles func(*kvs.TLSFiles)
-	// ServerTLS alters the server's tls.Config for each handshake (for
-	// example, making the client certificate optional or allowing TLS 1.0).
-	ServerTLS func(*tls.Config)
-	// Server alters the server's configuration before it starts (for
-	// example, dropping the policy).
-	Server func(*kvs.Config)
-	// ClientTLS alters the real client's tls.Config (for example, checking
-	// the chain but not the host name).
-	ClientTLS func(*tls.Config)
+// weakening replaces parts of the demo's set-up to build a deliberately
+// weakened deployment, so that tests can show that each check can fail:
+// with a weakening applied, the scenarios the weakened check used to stop
+// must be reported as succeeded. Only the tests of this package make one.
+type weakening struct {
+	// server alters the server's configuration before it starts (for
+	// example, dropping the policy or the CRL).
+	server func(*server.Config)
+	// serve, when set, serves srv on ln instead of srv.Run, reporting
+	// each handshake to onHandshake (for example, with a TLS
+	// configuration that makes the client certificate optional).
+	serve func(ctx context.Context, srv *server.Server, ln net.Listener, onHandshake func(server.HandshakeEvent)) error
+	// clientTLS alters the real client's tls.Config (for example,
+	// checking the chain but not the host name).
+	clientTLS func(*tls.Config)
 }
 
 // demoHosts are the names in the demo server's certificate; the real
@@ -63,7 +60,11 @@ var demoHosts = []string{"localhost", "127.0.0.1"}
 // carries, for each scenario, the server's logged reason next to the
 // client's error. The error is for a set-up that failed; attacks that
 // succeed are in the report.
-func Demo(ctx context.Context, o DemoOptions) (rep *Report, err error) {
+func Demo(ctx context.Context, o DemoOptions) (*Report, error) {
+	return demo(ctx, o, weakening{})
+}
+
+func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err error) {
 	list, err := Select(o.Scenarios)
 	if err != nil {
 		return nil, err
@@ -109,39 +110,22 @@ func Demo(ctx context.Context, o DemoOptions) (rep *Report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.clientHook = o.Hooks.ClientTLS
+	e.clientHook = weak.clientTLS
 
 	policyFile := filepath.Join(tmp, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(demoPolicy(e)), 0o600); err != nil {
 		return nil, fmt.Errorf("write the demo policy: %w", err)
 	}
-	policy, err := kvs.LoadPolicy(policyFile, nil)
-	if err != nil {
-		return nil, err
-	}
-
-	files, err := kvs.ServerFilesFromDir(string(dir))
-	if err != nil {
-		return nil, err
-	}
-	if o.Hooks.ServerFiles != nil {
-		o.Hooks.ServerFiles(&files)
-	}
-	st, err := kvs.NewServerTLS(files, kvs.ServerTLSOptions{})
+	files, err := dir.ServerFiles()
 	if err != nil {
 		return nil, err
 	}
 	e.log = newServerLog()
-	cfg := kvs.Config{
-		TLS: st, Store: store, Policy: policy,
-		Audit:     slog.New(auditHandler{e.log}),
-		OnRefused: e.log.onRefused,
-		WrapTLS:   e.log.wrapTLS(o.Hooks.ServerTLS),
+	cfg := server.Config{Files: files, Store: store, PolicyFile: policyFile, Observer: e.log.observer()}
+	if weak.server != nil {
+		weak.server(&cfg)
 	}
-	if o.Hooks.Server != nil {
-		o.Hooks.Server(&cfg)
-	}
-	srv, err := kvs.NewServer(cfg)
+	srv, err := server.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -150,11 +134,17 @@ func Demo(ctx context.Context, o DemoOptions) (rep *Report, err error) {
 		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
 	}
 	e.addr = ln.Addr().String()
-	e.reload = func(context.Context, *tls.Config) error { return st.Reload() }
+	e.reload = func(context.Context, *tls.Config) error { return srv.Reload() }
 	rep.Server = e.addr
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, ln) }()
+	go func() {
+		if weak.serve != nil {
+			served <- weak.serve(sctx, srv, ln, e.log.onHandshake)
+			return
+		}
+		served <- srv.Run(sctx, ln)
+	}()
 	defer func() {
 		stop()
 		if serr := <-served; serr != nil && err == nil {
@@ -220,16 +210,15 @@ func openDemoStore(ctx context.Context, rawURL, tmp string) (kvs.Store, string, 
 		if rawURL != "" {
 			return nil, "", nil, errors.New("the demo makes its own bbolt file: give no --store, or a postgres:// URL")
 		}
-		path := filepath.Join(tmp, "kvs.db")
-		s, err := kvs.OpenStore(ctx, "bolt:"+path, kvs.StoreOptions{})
+		s, err := bolt.Open(ctx, filepath.Join(tmp, "kvs.db"), bolt.Options{})
 		if err != nil {
 			return nil, "", nil, err
 		}
 		return s, "bolt (temporary file)", nil, nil
 	}
-	if !strings.HasPrefix(rawURL, "postgres://") && !strings.HasPrefix(rawURL, "postgresql://") {
-		// OpenStore words the error without echoing the URL.
-		_, err := kvs.OpenStore(ctx, rawURL, kvs.StoreOptions{})
+	if stores.Kind(rawURL) != "postgres" {
+		// Open words the error without echoing the URL.
+		_, err := stores.Open(ctx, rawURL, stores.Options{})
 		return nil, "", nil, err
 	}
 	var b [6]byte
@@ -250,20 +239,11 @@ func openDemoStore(ctx context.Context, rawURL, tmp string) (kvs.Store, string, 
 		}
 		return nil
 	}
-	s, err := kvs.OpenStore(ctx, rawURL, kvs.StoreOptions{Schema: schema})
+	s, err := postgres.Open(ctx, rawURL, postgres.Options{Schema: schema})
 	if err != nil {
 		drop()
 		return nil, "", nil, err
 	}
-	name := "postgres " + redacted(rawURL) + ", schema " + schema + " (dropped after)"
+	name := "postgres " + kvs.RedactURL(rawURL) + ", schema " + schema + " (dropped after)"
 	return s, name, drop, nil
-}
-
-// redacted shows a database URL without its password.
-func redacted(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(URL not shown)"
-	}
-	return u.Redacted()
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
+	"github.com/kvsctl/kvsctl/kvs/server"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -29,7 +32,7 @@ type impostor struct {
 	mu       sync.Mutex
 	changed  chan struct{}
 	requests []string // "METHOD path" of each request received
-	errs     []string // handshake errors it logged
+	errs     []string // its refused handshakes, with the reason
 }
 
 func startImpostor(cert tls.Certificate) (*impostor, error) {
@@ -45,26 +48,20 @@ func startImpostor(cert tls.Certificate) (*impostor, error) {
 			w.Header().Set("Etag", `"1"`)
 			fmt.Fprintln(w, `{"version":1}`)
 		}),
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          log.New(impostorLog{im}, "", 0),
+		ErrorLog:          log.New(io.Discard, "", 0),
 	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	tln := server.TLSListener(ln, cfg, 5*time.Second, func(e server.HandshakeEvent) {
+		if e.Err != nil {
+			im.record(func() { im.errs = append(im.errs, e.Err.Error()) })
+		}
+	})
 	go func() {
 		defer close(im.done)
-		im.srv.ServeTLS(ln, "", "")
+		im.srv.Serve(tln)
 	}()
 	return im, nil
-}
-
-type impostorLog struct{ im *impostor }
-
-func (l impostorLog) Write(p []byte) (int, error) {
-	msg := strings.TrimSpace(string(p))
-	if rest, ok := strings.CutPrefix(msg, "http: TLS handshake error from "); ok {
-		_, reason, _ := strings.Cut(rest, ": ")
-		l.im.record(func() { l.im.errs = append(l.im.errs, reason) })
-	}
-	return len(p), nil
 }
 
 func (im *impostor) record(f func()) {
@@ -139,7 +136,7 @@ func impersonate(ctx context.Context, e *env, key string, cert tls.Certificate) 
 	case n > 0:
 		o.outcome = Succeeded
 		o.observed = fmt.Sprintf("the real client trusted the impostor and sent %d request(s) to it", n)
-	case errors.Is(perr, kvs.ErrUntrustedServer):
+	case errors.Is(perr, client.ErrUntrustedServer):
 		o.outcome = Refused
 		o.observed = "the real client refused the server's certificate; no request sent"
 	case perr != nil:

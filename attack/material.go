@@ -134,7 +134,3 @@ var weakSuites = []uint16{
 	tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
 	tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
 }
-
-// WeakSuites returns the CBC and RSA-key-exchange suites the downgrade
-// probes offer (tests use it to build a server that accepts them).
-func WeakSuites() []uint16 { return append([]uint16(nil), weakSuites...) }

@@ -1,13 +1,17 @@
 package attack
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net"
+	"net/http"
 	"slices"
 	"testing"
+	"time"
 
-	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/server"
 )
 
 // The negative controls: the demo against deliberately weakened
@@ -50,14 +54,41 @@ func resumptionNotRechecked(c *tls.Config) {
 // oldProtocols allows TLS 1.0 and CBC/RSA-kex suites.
 func oldProtocols(c *tls.Config) {
 	c.MinVersion = tls.VersionTLS10
-	c.CipherSuites = append(slices.Clone(c.CipherSuites), WeakSuites()...)
+	c.CipherSuites = append(slices.Clone(c.CipherSuites), weakSuites...)
 }
 
 // noCRL serves without the CRL.
-func noCRL(f *kvs.TLSFiles) { f.CRL = "" }
+func noCRL(c *server.Config) { c.Files.CRL = "" }
 
 // noPolicy serves without the policy.
-func noPolicy(c *kvs.Config) { c.Policy = nil }
+func noPolicy(c *server.Config) { c.PolicyFile = "" }
+
+// weakTLS serves the demo server's handler with its TLS configuration
+// altered by weaken for each handshake: the deployment a careless
+// operator makes of the same handler.
+func weakTLS(weaken func(*tls.Config)) weakening {
+	return weakening{serve: func(ctx context.Context, srv *server.Server, ln net.Listener, onHandshake func(server.HandshakeEvent)) error {
+		base := srv.TLS().Config()
+		cfg := base.Clone()
+		cfg.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			c, err := base.GetConfigForClient(hi)
+			if err != nil {
+				return nil, err
+			}
+			c = c.Clone()
+			weaken(c)
+			return c, nil
+		}
+		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		stop := context.AfterFunc(ctx, func() { hs.Close() })
+		defer stop()
+		err := hs.Serve(server.TLSListener(ln, cfg, 5*time.Second, onHandshake))
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}}
+}
 
 // hostNameUnchecked verifies the server's chain but not its name: what a
 // hand-rolled VerifyPeerCertificate often does. Test code only.
@@ -92,24 +123,24 @@ func TestAttackNegativeControls(t *testing.T) {
 		"not-yet-valid-client", "revoked-client", "revoked-resumed", "server-cert-as-client"}
 	cases := []struct {
 		name          string
-		hooks         Hooks
+		weak          weakening
 		succeeded     []string
 		controlFailed bool
 	}{
-		{"client certificate optional", Hooks{ServerTLS: clientCertOptional}, []string{"no-client-cert"}, false},
+		{"client certificate optional", weakTLS(clientCertOptional), []string{"no-client-cert"}, false},
 		// The handler's own check answers 403 to a request without a
 		// certificate, so the control fails too.
-		{"client certificate not requested", Hooks{ServerTLS: clientCertNotRequested}, clientCertScenarios, true},
-		{"CRL not loaded", Hooks{ServerFiles: noCRL}, []string{"revoked-client", "revoked-resumed"}, false},
-		{"resumed sessions not re-checked", Hooks{ServerTLS: resumptionNotRechecked}, []string{"revoked-resumed"}, false},
-		{"TLS 1.0 and CBC suites allowed", Hooks{ServerTLS: oldProtocols}, []string{"tls10", "tls11", "tls12-cbc"}, false},
-		{"no policy", Hooks{Server: noPolicy}, []string{"outside-policy"}, false},
-		{"host name not checked by the client", Hooks{ClientTLS: hostNameUnchecked}, []string{"hostname-mismatch"}, false},
-		{"server certificate not checked by the client", Hooks{ClientTLS: serverUnchecked}, []string{"rogue-server", "hostname-mismatch"}, false},
+		{"client certificate not requested", weakTLS(clientCertNotRequested), clientCertScenarios, true},
+		{"CRL not loaded", weakening{server: noCRL}, []string{"revoked-client", "revoked-resumed"}, false},
+		{"resumed sessions not re-checked", weakTLS(resumptionNotRechecked), []string{"revoked-resumed"}, false},
+		{"TLS 1.0 and CBC suites allowed", weakTLS(oldProtocols), []string{"tls10", "tls11", "tls12-cbc"}, false},
+		{"no policy", weakening{server: noPolicy}, []string{"outside-policy"}, false},
+		{"host name not checked by the client", weakening{clientTLS: hostNameUnchecked}, []string{"hostname-mismatch"}, false},
+		{"server certificate not checked by the client", weakening{clientTLS: serverUnchecked}, []string{"rogue-server", "hostname-mismatch"}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rep := demo(t, tc.hooks)
+			rep := runDemo(t, tc.weak)
 			var got []string
 			for _, r := range rep.Results {
 				if r.Outcome == Succeeded {

@@ -4,42 +4,30 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kvsctl/kvsctl/kvs/server"
 )
 
 // serverLog collects what the demo server saw, so each scenario can report
-// the server's side next to the client's: refused handshakes (from
-// kvs.Config.OnRefused), the handshakes that reached verification (from a
-// wrapper around the server's tls.Config) and requests (from the audit log).
-// Handshakes are matched by the attacker's local address, requests by key.
+// the server's side next to the client's. It is an observer of the
+// server's typed events (server.Observer): every handshake with its
+// version, resumption and verdict, and every request. Handshakes are
+// matched to an attacker by its local address, requests by key. Nothing
+// here reads a log line.
 type serverLog struct {
 	mu         sync.Mutex
 	changed    chan struct{} // closed and replaced on every event
-	refused    map[string]string
-	handshakes map[string]handshake
-	requests   []request
-}
-
-type handshake struct {
-	version uint16
-	suite   uint16
-	resumed bool
-	err     error // the server's own VerifyConnection verdict
-}
-
-type request struct {
-	peer, identity, op, key string
-	status                  int
+	handshakes map[string]server.HandshakeEvent
+	requests   []server.RequestEvent
 }
 
 func newServerLog() *serverLog {
 	return &serverLog{
 		changed:    make(chan struct{}),
-		refused:    map[string]string{},
-		handshakes: map[string]handshake{},
+		handshakes: map[string]server.HandshakeEvent{},
 	}
 }
 
@@ -48,90 +36,23 @@ func (l *serverLog) notify() {
 	l.changed = make(chan struct{})
 }
 
-// onRefused is the server's kvs.Config.OnRefused.
-func (l *serverLog) onRefused(peer, reason string) {
+// observer is the demo server's server.Config.Observer.
+func (l *serverLog) observer() server.Observer {
+	return server.Observer{Handshake: l.onHandshake, Request: l.onRequest}
+}
+
+func (l *serverLog) onHandshake(e server.HandshakeEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.refused[peer] = reason
+	l.handshakes[e.Peer] = e
 	l.notify()
 }
 
-// wrapTLS is the server's kvs.Config.WrapTLS: each handshake's
-// configuration is cloned, optionally altered by weaken (tests only), and
-// its VerifyConnection is wrapped to record the handshake and the server's
-// verdict, which it returns unchanged.
-func (l *serverLog) wrapTLS(weaken func(*tls.Config)) func(*tls.Config) *tls.Config {
-	return func(base *tls.Config) *tls.Config {
-		outer := base.Clone()
-		get := base.GetConfigForClient
-		outer.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
-			cfg := base
-			if get != nil {
-				c, err := get(hi)
-				if err != nil {
-					return nil, err
-				}
-				if c != nil {
-					cfg = c
-				}
-			}
-			cfg = cfg.Clone()
-			cfg.GetConfigForClient = nil
-			if weaken != nil {
-				weaken(cfg)
-			}
-			peer := hi.Conn.RemoteAddr().String()
-			verify := cfg.VerifyConnection
-			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-				var err error
-				if verify != nil {
-					err = verify(cs)
-				}
-				l.mu.Lock()
-				l.handshakes[peer] = handshake{version: cs.Version, suite: cs.CipherSuite, resumed: cs.DidResume, err: err}
-				l.notify()
-				l.mu.Unlock()
-				return err
-			}
-			return cfg, nil
-		}
-		return outer
-	}
-}
-
-// audit is a slog.Handler for the server's audit log: it keeps the request
-// lines.
-type auditHandler struct{ l *serverLog }
-
-func (h auditHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h auditHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h auditHandler) WithGroup(string) slog.Handler            { return h }
-
-func (h auditHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "request" {
-		return nil
-	}
-	var rq request
-	r.Attrs(func(a slog.Attr) bool {
-		switch a.Key {
-		case "peer":
-			rq.peer = a.Value.String()
-		case "identity":
-			rq.identity = a.Value.String()
-		case "op":
-			rq.op = a.Value.String()
-		case "key":
-			rq.key = a.Value.String()
-		case "status":
-			rq.status = int(a.Value.Int64())
-		}
-		return true
-	})
-	h.l.mu.Lock()
-	defer h.l.mu.Unlock()
-	h.l.requests = append(h.l.requests, rq)
-	h.l.notify()
-	return nil
+func (l *serverLog) onRequest(e server.RequestEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.requests = append(l.requests, e)
+	l.notify()
 }
 
 // awaitPeer waits (up to d) until the server has recorded a refusal or a
@@ -144,46 +65,46 @@ func (l *serverLog) awaitPeer(ctx context.Context, peer string, d time.Duration)
 	defer deadline.Stop()
 	for {
 		l.mu.Lock()
-		reason, refused := l.refused[peer]
 		hs, shook := l.handshakes[peer]
-		var reqs []request
+		var reqs []server.RequestEvent
 		for _, r := range l.requests {
-			if r.peer == peer {
+			if r.Peer == peer {
 				reqs = append(reqs, r)
 			}
 		}
 		ch := l.changed
 		l.mu.Unlock()
-		if refused || len(reqs) > 0 {
-			return describePeer(reason, refused, hs, shook, reqs)
+		if shook && hs.Err != nil || len(reqs) > 0 {
+			return describePeer(hs, shook, reqs)
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return describePeer(reason, refused, hs, shook, reqs)
+			return describePeer(hs, shook, reqs)
 		case <-deadline.C:
-			return describePeer(reason, refused, hs, shook, reqs)
+			return describePeer(hs, shook, reqs)
 		}
 	}
 }
 
-func describePeer(reason string, refused bool, hs handshake, shook bool, reqs []request) string {
+func describePeer(hs server.HandshakeEvent, shook bool, reqs []server.RequestEvent) string {
 	var parts []string
-	if shook {
-		s := "handshake " + tls.VersionName(hs.version)
-		if hs.suite != 0 && hs.version != tls.VersionTLS13 {
-			s += " " + tls.CipherSuiteName(hs.suite)
+	if shook && hs.Version != 0 && (hs.Err == nil || hs.Resumed || hs.Client != nil) {
+		// The handshake got far enough to say how it went.
+		s := "handshake " + tls.VersionName(hs.Version)
+		if hs.CipherSuite != 0 && hs.Version != tls.VersionTLS13 {
+			s += " " + tls.CipherSuiteName(hs.CipherSuite)
 		}
-		if hs.resumed {
+		if hs.Resumed {
 			s += ", resumed session"
 		}
-		if hs.err == nil && !refused {
+		if hs.Err == nil {
 			s += ", accepted"
 		}
 		parts = append(parts, s)
 	}
-	if refused {
-		parts = append(parts, "refused: "+reason)
+	if shook && hs.Err != nil {
+		parts = append(parts, "refused: "+hs.Err.Error())
 	}
 	for _, r := range reqs {
 		parts = append(parts, describeRequest(r))
@@ -194,12 +115,12 @@ func describePeer(reason string, refused bool, hs handshake, shook bool, reqs []
 	return strings.Join(parts, "; ")
 }
 
-func describeRequest(r request) string {
-	id := r.identity
+func describeRequest(r server.RequestEvent) string {
+	id := r.Identity
 	if id == "" {
 		id = "(no certificate)"
 	}
-	return fmt.Sprintf("%s %s by %s -> %d", strings.ToUpper(r.op), r.key, id, r.status)
+	return fmt.Sprintf("%s %s by %s -> %d", strings.ToUpper(r.Op), r.Key, id, r.Status)
 }
 
 // awaitKey waits (up to d) until the server has logged n requests on key
@@ -211,7 +132,7 @@ func (l *serverLog) awaitKey(ctx context.Context, key string, n int, d time.Dura
 		l.mu.Lock()
 		var parts []string
 		for _, r := range l.requests {
-			if r.key == key {
+			if r.Key == key {
 				parts = append(parts, describeRequest(r))
 			}
 		}

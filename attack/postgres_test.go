@@ -8,20 +8,15 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kvsctl/kvsctl/kvs/postgres/pgtest"
 )
 
 // TestAttackDemoPostgres runs the demo on PostgreSQL: it must work in a
 // schema of its own and drop it afterwards. Without KVS_TEST_DATABASE the
 // test skips loudly, or fails under CI=true.
 func TestAttackDemoPostgres(t *testing.T) {
-	db := os.Getenv("KVS_TEST_DATABASE")
-	if db == "" {
-		const msg = "KVS_TEST_DATABASE is not set: the PostgreSQL attack demo test is NOT RUN"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + "; CI=true requires it")
-		}
-		t.Skip("!!! " + msg + " !!!")
-	}
+	db := pgtest.Database(t)
 	t.Setenv("TMPDIR", t.TempDir())
 	rep, err := Demo(context.Background(), DemoOptions{Store: db, Scenarios: []string{"control", "no-client-cert", "outside-policy", "revoked-client"}})
 	if err != nil {

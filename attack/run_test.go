@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/bolt"
+	"github.com/kvsctl/kvsctl/kvs/server"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -35,30 +37,23 @@ func startRemoteMode(t *testing.T, withPolicy, selfSigned bool) *remoteServer {
 	if _, err := pki.Init(ctx, pki.InitOptions{Dir: d, SelfSigned: selfSigned, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
-	files, err := kvs.ServerFilesFromDir(string(d))
+	files, err := d.ServerFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := kvs.NewServerTLS(files, kvs.ServerTLSOptions{})
+	store, err := bolt.Open(ctx, filepath.Join(t.TempDir(), "kvs.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go st.WatchTLS(ctx, 50*time.Millisecond)
-	store, err := kvs.OpenStore(ctx, "bolt:"+filepath.Join(t.TempDir(), "kvs.db"), kvs.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := kvs.Config{TLS: st, Store: store}
+	cfg := server.Config{Files: files, Store: store, ReloadInterval: 50 * time.Millisecond}
 	if withPolicy {
 		pf := filepath.Join(t.TempDir(), "policy.yaml")
 		if err := os.WriteFile(pf, []byte("identities:\n  client:\n    prefixes: [\"\"]\n    operations: [read, write, delete, list]\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if cfg.Policy, err = kvs.LoadPolicy(pf, nil); err != nil {
-			t.Fatal(err)
-		}
+		cfg.PolicyFile = pf
 	}
-	srv, err := kvs.NewServer(cfg)
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +62,7 @@ func startRemoteMode(t *testing.T, withPolicy, selfSigned bool) *remoteServer {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	go func() { done <- srv.Run(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -45,7 +46,7 @@ type env struct {
 	addr          string // the server attacked, host:port
 	serverName    string // the name the real client checks in the server's certificate
 	dir           pki.Dir
-	clientFiles   kvs.TLSFiles
+	clientTLS     *tls.Config       // the real client's configuration, as kvsctl get and put build it
 	client        tls.Certificate   // the real client's certificate and key
 	serverRoots   *x509.CertPool    // the roots clients trust for the server
 	anchor        *x509.Certificate // the root the server trusts for clients
@@ -82,25 +83,14 @@ func newEnv(dir pki.Dir, addr, serverName string, passphrase []byte) (*env, erro
 		serverName = host
 	}
 	e := &env{addr: addr, serverName: serverName, dir: dir, passphrase: passphrase, keyType: pki.ECDSAP256, now: time.Now}
-	files, err := kvs.ClientFilesFromDir(string(dir))
+	files, err := dir.ClientFiles()
 	if err != nil {
 		return nil, err
 	}
-	e.clientFiles = files
-	if err := pki.CheckKeyPerm(files.Key); err != nil {
+	if e.clientTLS, err = files.ClientConfig(pki.TLSOptions{ServerName: serverName}); err != nil {
 		return nil, err
 	}
-	if e.client, err = tls.LoadX509KeyPair(files.Cert, files.Key); err != nil {
-		return nil, fmt.Errorf("load client certificate %s and key %s: %w", files.Cert, files.Key, err)
-	}
-	roots, err := pki.LoadCerts(files.CA)
-	if err != nil {
-		return nil, fmt.Errorf("load CA bundle: %w", err)
-	}
-	e.serverRoots = x509.NewCertPool()
-	for _, c := range roots {
-		e.serverRoots.AddCert(c)
-	}
+	e.client, e.serverRoots = e.clientTLS.Certificates[0], e.clientTLS.RootCAs
 	sf, err := dir.ServerFiles()
 	if err != nil {
 		return nil, err
@@ -161,18 +151,19 @@ func (e *env) attackerTLS(certs ...tls.Certificate) *tls.Config {
 // realClient is the real client (the kvs package's, configured as kvsctl
 // get and put configure it: HTTP/2 when offered, session resumption on)
 // with the real certificate, or with cert when given, pointed at addr.
-func (e *env) realClient(addr string, cert *tls.Certificate) (*kvs.Client, error) {
-	cfg, err := e.clientFiles.ClientConfig(kvs.ClientOptions{ServerName: e.serverName})
-	if err != nil {
-		return nil, err
-	}
+func (e *env) realClient(addr string, cert *tls.Certificate) (*client.Client, error) {
+	cfg := e.clientTLS.Clone()
+	// A session cache of its own: a shared one would let a client with
+	// another certificate resume the real client's session, and so be
+	// served as the real client.
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(16)
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
 	if e.clientHook != nil {
 		e.clientHook(cfg)
 	}
-	return kvs.NewClientTLS(kvs.ClientConfig{Server: addr, Timeout: attemptTimeout}, cfg)
+	return client.New(client.Config{Server: addr, TLSConfig: cfg, Timeout: attemptTimeout})
 }
 
 // serverSide describes what the server saw of an attempt.

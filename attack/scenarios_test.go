@@ -9,11 +9,11 @@ import (
 
 // demo runs the demo with the given scenarios and hooks, in a TMPDIR of the
 // test's own, and checks that it leaves nothing behind there.
-func demo(t *testing.T, hooks Hooks, names ...string) *Report {
+func runDemo(t *testing.T, weak weakening, names ...string) *Report {
 	t.Helper()
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	rep, err := Demo(context.Background(), DemoOptions{Scenarios: names, Hooks: hooks})
+	rep, err := demo(context.Background(), DemoOptions{Scenarios: names}, weak)
 	if err != nil {
 		t.Fatalf("demo: %v", err)
 	}
@@ -103,7 +103,7 @@ func TestAttackScenarios(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rep := demo(t, Hooks{}, tc.name)
+			rep := runDemo(t, weakening{}, tc.name)
 			if len(rep.Results) != 1 {
 				t.Fatalf("%d results, want 1", len(rep.Results))
 			}

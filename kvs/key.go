@@ -16,13 +16,13 @@ func ValidateKey(key string) error {
 	if key == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidKey)
 	}
-	return validateKeyPart(key)
+	return ValidateKeyPart(key)
 }
 
-// validateKeyPart is ValidateKey for strings that may be empty: List
+// ValidateKeyPart is ValidateKey for strings that may be empty: List
 // prefixes and cursors, which compare against keys and so obey the same
 // rules.
-func validateKeyPart(s string) error {
+func ValidateKeyPart(s string) error {
 	if len(s) > MaxKeyLen {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrInvalidKey, len(s), MaxKeyLen)
 	}
@@ -40,6 +40,17 @@ func validateKeyPart(s string) error {
 			return fmt.Errorf("%w: invalid UTF-8 at offset %d", ErrInvalidKey, i)
 		}
 		i += size
+	}
+	return nil
+}
+
+// CheckList validates the prefix and cursor of a List call.
+func CheckList(prefix, after string) error {
+	if err := ValidateKeyPart(prefix); err != nil {
+		return fmt.Errorf("list prefix: %w", err)
+	}
+	if err := ValidateKeyPart(after); err != nil {
+		return fmt.Errorf("list cursor: %w", err)
 	}
 	return nil
 }

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/url"
-	"strings"
 	"time"
 )
 
-// Errors returned by a Store. Callers branch on them with errors.Is; the
+// Errors a Store returns. Callers branch on them with errors.Is; the
 // returned error usually wraps one of them together with a short cause.
 var (
 	// ErrNotFound means the key does not exist.
@@ -26,17 +23,13 @@ var (
 	// ErrInvalidKey means a key (or a List prefix or cursor) is malformed;
 	// see ValidateKey.
 	ErrInvalidKey = errors.New("kvs: invalid key")
+	// ErrForbidden means the server's policy denies the request.
+	ErrForbidden = errors.New("kvs: forbidden by policy")
 )
 
-// DefaultStoreURL is the store OpenStore uses when given an empty URL.
-const DefaultStoreURL = "bolt:data/kvs.db"
-
-// DefaultStatementTimeout bounds each store operation when
-// StoreOptions.StatementTimeout is zero.
-const DefaultStatementTimeout = 5 * time.Second
-
-// DefaultListLimit is the page size List uses when given a limit < 1.
-const DefaultListLimit = 1000
+// MaxPageSize is the largest page a List returns: a Store's List uses it
+// when given a limit < 1, and the HTTP API accepts no larger limit.
+const MaxPageSize = 1000
 
 // Cond is a write precondition. The zero value means unconditional.
 //
@@ -48,6 +41,14 @@ type Cond struct {
 	IfVersion  int64 // >0: write only if the current version equals this
 	CreateOnly bool  // write only if the key does not exist
 }
+
+// Satisfiable reports whether some state of a key could meet c.
+func (c Cond) Satisfiable() bool {
+	return c.IfVersion >= 0 && !(c.IfVersion > 0 && c.CreateOnly)
+}
+
+// Unconditional reports whether c is the zero Cond.
+func (c Cond) Unconditional() bool { return c == Cond{} }
 
 // Entry is a stored value with its metadata.
 type Entry struct {
@@ -84,6 +85,10 @@ type KeyInfo struct {
 // both cases a write may or may not have happened, except that a write
 // whose ctx is already done on entry never happens. A Store is safe for
 // concurrent use.
+//
+// The stores in kvs/bolt and kvs/postgres implement it, and so does the
+// HTTP client in kvs/client, which maps the server's answers back to these
+// errors; kvs/kvstest checks all three.
 type Store interface {
 	// Get returns the entry for key, or ErrNotFound.
 	Get(ctx context.Context, key string) (Entry, error)
@@ -100,7 +105,7 @@ type Store interface {
 
 	// List returns, in byte order, at most limit keys that start with
 	// prefix and sort strictly after the cursor after (empty: from the
-	// start). A limit < 1 means DefaultListLimit. next is the last key
+	// start). A limit < 1 means MaxPageSize. next is the last key
 	// returned when more keys remain, to be passed as after for the next
 	// page, and "" on the last page.
 	List(ctx context.Context, prefix, after string, limit int) (keys []KeyInfo, next string, err error)
@@ -114,92 +119,12 @@ type Store interface {
 	Close() error
 }
 
-// StoreOptions configures OpenStore. The zero value is usable.
-type StoreOptions struct {
-	// MaxConns caps the PostgreSQL connection pool (0: pgxpool's default,
-	// max(4, GOMAXPROCS)). Ignored by bolt.
-	MaxConns int32
-
-	// StatementTimeout bounds every operation (0: DefaultStatementTimeout).
-	// PostgreSQL: sent as statement_timeout and enforced again with a
-	// context deadline slightly later, so a dead or hung server cannot
-	// hold a request much longer; also the connect timeout. Bolt: how long
-	// OpenStore waits for another process's lock on the file.
-	StatementTimeout time.Duration
-
-	// Schema is the PostgreSQL schema holding the tables ("" : "public").
-	// It is created if missing. Letters, digits and '_' only. Tests use a
-	// schema each for isolation. Ignored by bolt.
-	Schema string
-
-	// Logger receives migration and degraded-mode notices; nil discards.
-	Logger *slog.Logger
-}
-
-func (o StoreOptions) timeout() time.Duration {
-	if o.StatementTimeout > 0 {
-		return o.StatementTimeout
-	}
-	return DefaultStatementTimeout
-}
-
-func (o StoreOptions) logger() *slog.Logger {
-	if o.Logger != nil {
-		return o.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-// OpenStore opens the store named by rawURL:
-//
-//	bolt:PATH                 an embedded bbolt file (parent directory created 0700)
-//	postgres://... or postgresql://...   a PostgreSQL database (schema migrated on open)
-//
-// An empty rawURL means DefaultStoreURL. Errors never contain a database
-// password. A bolt file that cannot be opened for writing (read-only disk
-// or file) is opened read-only with a warning logged: reads work and
-// writes return ErrUnavailable.
-func OpenStore(ctx context.Context, rawURL string, opts StoreOptions) (Store, error) {
-	if rawURL == "" {
-		rawURL = DefaultStoreURL
-	}
-	switch {
-	case strings.HasPrefix(rawURL, "bolt:"):
-		path := strings.TrimPrefix(rawURL, "bolt:")
-		if path == "" || strings.HasPrefix(path, "//") {
-			return nil, fmt.Errorf("kvs: store URL %q: want bolt:PATH, e.g. bolt:data/kvs.db or bolt:/var/lib/kvs/kvs.db", rawURL)
-		}
-		return openBolt(ctx, path, opts, false)
-	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
-		return openPostgres(ctx, rawURL, opts)
-	}
-	scheme, _, ok := strings.Cut(rawURL, ":")
-	if !ok || strings.ContainsAny(scheme, "/@ ") {
-		scheme = "(none)"
-	}
-	// Show only the scheme: the rest may hold a password.
-	return nil, fmt.Errorf("kvs: unsupported store URL scheme %q: want bolt:PATH, postgres://HOST/DB or postgresql://HOST/DB", scheme)
-}
-
-// redactURL returns rawURL with any password replaced, or a placeholder
-// when it does not parse (the parse error itself would quote it).
-func redactURL(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unparsable URL not shown)"
-	}
-	return u.Redacted()
-}
-
-// ctxErr wraps the caller's context error for op, or returns nil.
-func ctxErr(ctx context.Context, op string) error {
+// CtxErr wraps the caller's context error for op, or returns nil. Stores
+// call it on entry, so that a write whose context is already done never
+// happens.
+func CtxErr(ctx context.Context, op string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
-}
-
-// satisfiable reports whether some state of a key could meet c.
-func satisfiable(c Cond) bool {
-	return c.IfVersion >= 0 && !(c.IfVersion > 0 && c.CreateOnly)
 }

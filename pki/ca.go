@@ -144,9 +144,9 @@ func NewCA(commonName string, key crypto.Signer, now time.Time) (*CA, error) {
 func LoadCA(dir Dir, passphrase []byte, now time.Time) (*CA, error) {
 	if _, err := os.Stat(dir.CACert()); err != nil {
 		if m, merr := dir.Mode(); merr == nil && m == ModeSelfSigned {
-			return nil, errorOf(ErrNoCA, "%s is a self-signed PKI without a CA: re-create it with 'kvsctl pki init --force' to use a CA", string(dir))
+			return nil, errorOfAll([]error{ErrNoCA, ErrSelfSignedPKI}, "%s is a self-signed PKI without a CA", string(dir))
 		}
-		return nil, errorOf(ErrNoCA, "no CA in %s: run 'kvsctl pki init'", string(dir))
+		return nil, errorOf(ErrNoCA, "no CA in %s", string(dir))
 	}
 	cert, err := LoadCert(dir.CACert())
 	if err != nil {
@@ -178,7 +178,7 @@ func (ca *CA) check(now time.Time) error {
 		return fmt.Errorf("CA certificate is not valid until %s", c.NotBefore.UTC().Format(time.RFC3339))
 	}
 	if now.After(c.NotAfter) {
-		return fmt.Errorf("CA certificate expired on %s: create a new PKI with 'kvsctl pki init --force'", c.NotAfter.UTC().Format(time.RFC3339))
+		return errorOf(ErrCAExpired, "CA certificate expired on %s", c.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

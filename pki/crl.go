@@ -143,7 +143,7 @@ func (c *CRL) Check(now time.Time) error {
 		return fmt.Errorf("CRL is not valid until %s", c.List.ThisUpdate.UTC().Format(time.RFC3339))
 	}
 	if !c.List.NextUpdate.IsZero() && now.After(c.List.NextUpdate) {
-		return errorOf(ErrCRLExpired, "CRL expired at %s: re-sign it with 'kvsctl pki crl'",
+		return errorOf(ErrCRLExpired, "CRL expired at %s: re-sign it",
 			c.List.NextUpdate.UTC().Format(time.RFC3339))
 	}
 	return nil

@@ -84,7 +84,7 @@ func (d Dir) Mode() (Mode, error) {
 	if exists(d.ServerCert()) {
 		return ModeSelfSigned, nil
 	}
-	return 0, errorOf(ErrNoPKI, "no certificates in %s: run 'kvsctl pki init'", string(d))
+	return 0, errorOf(ErrNoPKI, "no certificates in %s", string(d))
 }
 
 // Files is a set of TLS file paths for one side of a connection.

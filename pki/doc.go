@@ -29,7 +29,7 @@
 //	issue.go      Issue: a new leaf from the CA
 //	sign.go       SignCSR: external CSRs, subject and SANs only
 //	renew.go      Renew: same subject, SANs and usage, new validity, in place
-//	revoke.go     Revoke, RefreshCRL, UpdateCRL
+//	revoke.go     Revoke, UpdateCRL
 //	crl.go        CRL signing, parsing, verified lookups
 //	inventory.go  inventory.json and the directory lock
 //	list.go       List: inventory with statuses, CRL freshness

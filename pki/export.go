@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,10 +55,10 @@ func Export(ctx context.Context, o ExportOptions) (*Exported, error) {
 		o.Now = time.Now()
 	}
 	if o.Password == "" {
-		return nil, errorOf(ErrNoPassword, "a PKCS#12 bundle holds a private key: give its password with --password-file or KVS_P12_PASSWORD")
+		return nil, errorOf(ErrNoPassword, "a PKCS#12 bundle holds a private key and needs a password")
 	}
 	if o.Out == "" {
-		return nil, errors.New("no output file: give --p12 FILE")
+		return nil, errors.New("no output file given")
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -72,7 +73,7 @@ func Export(ctx context.Context, o ExportOptions) (*Exported, error) {
 		ca, err := LoadCert(o.Dir.CACert())
 		if err != nil {
 			if !exists(o.Dir.CACert()) {
-				return nil, errorOf(ErrNoCA, "no CA in %s: run 'kvsctl pki init'", string(o.Dir))
+				return nil, errorOf(ErrNoCA, "no CA in %s", string(o.Dir))
 			}
 			return nil, err
 		}
@@ -106,7 +107,7 @@ func Export(ctx context.Context, o ExportOptions) (*Exported, error) {
 	}
 	if err := WriteFileAtomic(o.Out, data, KeyMode, o.Force); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("%s already exists: use --force to replace it", o.Out)
+			return nil, fmt.Errorf("%s already exists: %w", o.Out, fs.ErrExist)
 		}
 		return nil, err
 	}
@@ -128,7 +129,7 @@ func (d Dir) resolveName(name string) (string, string, error) {
 		return "", "", err
 	}
 	if !exists(d.IssuedCert(name)) {
-		return "", "", fmt.Errorf("no certificate named %q in %s: see 'kvsctl pki list'", name, string(d))
+		return "", "", errorOf(ErrUnknownCert, "no certificate named %q in %s", name, string(d))
 	}
 	return d.IssuedCert(name), d.IssuedKey(name), nil
 }

@@ -3,6 +3,7 @@ package pki
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,8 +61,8 @@ func TestExport(t *testing.T) {
 	}{
 		{"no password", ExportOptions{Name: "server", Out: filepath.Join(out, "x.p12")}, "password", ErrNoPassword},
 		{"mismatched key", ExportOptions{Name: "alice", Out: filepath.Join(out, "y.p12"), Password: "p"}, "does not match", nil},
-		{"unknown name", ExportOptions{Name: "bob", Out: filepath.Join(out, "z.p12"), Password: "p"}, "no certificate named", nil},
-		{"exists", ExportOptions{Name: "server", Out: filepath.Join(out, "server.p12"), Password: "p"}, "--force", nil},
+		{"unknown name", ExportOptions{Name: "bob", Out: filepath.Join(out, "z.p12"), Password: "p"}, "no certificate named", ErrUnknownCert},
+		{"exists", ExportOptions{Name: "server", Out: filepath.Join(out, "server.p12"), Password: "p"}, "already exists", fs.ErrExist},
 		{"unwritable", ExportOptions{Name: "server", Out: filepath.Join(out, "server.p12", "sub.p12"), Password: "p"}, "not a directory", nil},
 	} {
 		tc.o.Dir = d

@@ -79,7 +79,7 @@ func writeAll(files []pendingFile, overwrite bool) error {
 	if !overwrite {
 		for _, f := range files {
 			if _, err := os.Lstat(f.path); err == nil {
-				return fmt.Errorf("%s already exists (use --force to replace it): %w", f.path, fs.ErrExist)
+				return fmt.Errorf("%s already exists: %w", f.path, fs.ErrExist)
 			}
 		}
 	}

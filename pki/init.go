@@ -74,7 +74,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	}
 	if !opts.Force {
 		if m, err := d.Mode(); err == nil {
-			return nil, errorOf(fs.ErrExist, "%s already holds a %s PKI: use --force to replace it", string(d), m)
+			return nil, errorOf(fs.ErrExist, "%s already holds a %s PKI", string(d), m)
 		}
 	}
 	if err := ensureDir(string(d)); err != nil {

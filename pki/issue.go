@@ -23,10 +23,7 @@ type IssueOptions struct {
 	Force      bool     // replace issued/NAME.crt and .key
 	Now        time.Time
 
-	// NotBefore and NotAfter override the validity window. They exist for
-	// tests and attack scenarios (expired and not-yet-valid certificates)
-	// and have no command-line flag.
-	NotBefore, NotAfter time.Time
+	notBefore, notAfter time.Time // tests: the validity window, instead of Now and Days
 }
 
 // Issued is a leaf certificate that was issued and recorded.
@@ -66,7 +63,7 @@ func Issue(ctx context.Context, o IssueOptions) (*Issued, error) {
 	}
 	req := LeafRequest{
 		Profile: o.Profile, Subject: pkix.Name{CommonName: o.Name}, Hosts: o.Hosts,
-		Days: o.Days, PublicKey: keys[0].Public(), NotBefore: o.NotBefore, NotAfter: o.NotAfter,
+		Days: o.Days, PublicKey: keys[0].Public(), NotBefore: o.notBefore, NotAfter: o.notAfter,
 	}
 	return ca.issueAndRecord(o.Dir, o.Name, req, keys[0], o.Force, o.Now)
 }

@@ -127,7 +127,7 @@ func parseKey(data, passphrase []byte, lim kdfLimits) (crypto.Signer, error) {
 	switch block.Type {
 	case "ENCRYPTED PRIVATE KEY":
 		if len(passphrase) == 0 {
-			return nil, errors.New("key is encrypted: give its passphrase with --passphrase-file or KVS_CA_PASSPHRASE")
+			return nil, errorOf(ErrNeedPassphrase, "key is encrypted and no passphrase was given")
 		}
 		if err := checkKDFCost(block.Bytes, lim); err != nil {
 			return nil, err

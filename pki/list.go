@@ -35,6 +35,8 @@ type CRLStatus struct {
 	NextUpdate time.Time `json:"next_update,omitzero"`
 	Revoked    int       `json:"revoked"`
 	Warning    string    `json:"warning,omitempty"`
+	// NeedsResign is set with a Warning that re-signing the CRL cures.
+	NeedsResign bool `json:"needs_resign,omitempty"`
 }
 
 // List returns every certificate the CA issued with its status at now, and
@@ -86,12 +88,12 @@ func crlStatus(d Dir, ca *x509.Certificate, now time.Time) *CRLStatus {
 	st := &CRLStatus{}
 	data, err := os.ReadFile(d.CRL())
 	if err != nil {
-		st.Warning = fmt.Sprintf("cannot read the CRL (%v): run 'kvsctl pki crl'", err)
+		st.Warning, st.NeedsResign = fmt.Sprintf("cannot read the CRL (%v)", err), true
 		return st
 	}
 	rl, err := ParseCRL(data)
 	if err != nil {
-		st.Warning = fmt.Sprintf("the CRL is unreadable (%v): run 'kvsctl pki crl'", err)
+		st.Warning, st.NeedsResign = fmt.Sprintf("the CRL is unreadable (%v)", err), true
 		return st
 	}
 	if rl.Number != nil {
@@ -100,16 +102,16 @@ func crlStatus(d Dir, ca *x509.Certificate, now time.Time) *CRLStatus {
 	st.ThisUpdate, st.NextUpdate = rl.ThisUpdate.UTC(), rl.NextUpdate.UTC()
 	st.Revoked = len(rl.RevokedCertificateEntries)
 	if _, err := NewCRL(rl, ca); err != nil {
-		st.Warning = fmt.Sprintf("the CRL does not verify against the CA (%v): run 'kvsctl pki crl'", err)
+		st.Warning, st.NeedsResign = fmt.Sprintf("the CRL does not verify against the CA (%v)", err), true
 		return st
 	}
 	left := rl.NextUpdate.Sub(now)
 	switch {
 	case rl.NextUpdate.IsZero():
 	case left <= 0:
-		st.Warning = fmt.Sprintf("the CRL expired %s ago, at %s: servers refuse every client until you run 'kvsctl pki crl'", HumanDuration(left), stamp(rl.NextUpdate))
+		st.Warning, st.NeedsResign = fmt.Sprintf("the CRL expired %s ago, at %s: servers refuse every client until it is re-signed", HumanDuration(left), stamp(rl.NextUpdate)), true
 	case left < CRLWarnWithin:
-		st.Warning = fmt.Sprintf("the CRL expires in %s, at %s: run 'kvsctl pki crl' (a daily cron job keeps it fresh)", HumanDuration(left), stamp(rl.NextUpdate))
+		st.Warning, st.NeedsResign = fmt.Sprintf("the CRL expires in %s, at %s", HumanDuration(left), stamp(rl.NextUpdate)), true
 	}
 	return st
 }

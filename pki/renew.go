@@ -58,7 +58,7 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 		return nil, err
 	}
 	if old.IsCA {
-		return nil, fmt.Errorf("%s is a CA certificate: kvsctl renews leaves only; create a new PKI with 'kvsctl pki init --force'", o.CertFile)
+		return nil, fmt.Errorf("%s is a CA certificate: only leaves are renewed", o.CertFile)
 	}
 	profile, err := profileOf(old)
 	if err != nil {
@@ -73,7 +73,7 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 		return nil, fmt.Errorf("%s is not self-signed and %s has no CA to renew it with", o.CertFile, string(o.Dir))
 	}
 	if selfSigned && o.RevokeOld {
-		return nil, errors.New("--revoke-old needs a CA and a CRL: a self-signed certificate cannot be revoked")
+		return nil, errorOf(ErrSelfSignedPKI, "revoking the old certificate needs a CA and a CRL: a self-signed certificate cannot be revoked")
 	}
 
 	keyFile := strings.TrimSuffix(o.CertFile, filepath.Ext(o.CertFile)) + ".key"
@@ -92,7 +92,7 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 		if selfSigned {
 			return nil, fmt.Errorf("no key %s next to %s: a self-signed certificate cannot be renewed without its key", keyFile, o.CertFile)
 		}
-		return nil, fmt.Errorf("no key %s next to %s (a signed CSR?): renew with --reuse-key, or sign a new CSR", keyFile, o.CertFile)
+		return nil, errorOf(ErrNoKeyFile, "no key %s next to %s (a signed CSR?): keep the old key, or sign a new CSR", keyFile, o.CertFile)
 	}
 
 	days := o.Days
@@ -125,7 +125,7 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 	out := &Renewed{Old: old, Profile: profile, CertFile: o.CertFile}
 	newKey := oldKey
 	if out.KeyType, err = KeyTypeOf(old.PublicKey); err != nil && !o.ReuseKey {
-		return nil, fmt.Errorf("%s: %w: renew with --reuse-key", o.CertFile, err)
+		return nil, fmt.Errorf("%s: %w: %w", o.CertFile, err, ErrNoKeyFile)
 	}
 	if !o.ReuseKey {
 		keys, err := generateKeys(ctx, out.KeyType, 1)

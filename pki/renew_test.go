@@ -110,7 +110,7 @@ func TestRenewRefusals(t *testing.T) {
 		o    RenewOptions
 		want string
 	}{
-		{"CSR without key", RenewOptions{CertFile: d.IssuedCert("ext")}, "--reuse-key"},
+		{"CSR without key", RenewOptions{CertFile: d.IssuedCert("ext")}, "keep the old key"},
 		{"CA", RenewOptions{CertFile: d.CACert()}, "CA certificate"},
 		{"foreign", RenewOptions{CertFile: foreignFile, ReuseKey: true}, "not issued by the CA"},
 		{"mismatched key", RenewOptions{CertFile: mismatch}, "does not match"},

@@ -21,7 +21,10 @@ type RevokeOptions struct {
 // Revoke marks a certificate revoked in the inventory and writes a new CRL
 // with the next CRL number. It returns the revoked record and the new CRL's
 // NextUpdate.
-func Revoke(o RevokeOptions) (Record, time.Time, error) {
+func Revoke(ctx context.Context, o RevokeOptions) (Record, time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return Record{}, time.Time{}, err
+	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
@@ -45,10 +48,10 @@ func Revoke(o RevokeOptions) (Record, time.Time, error) {
 	rl, err := updateCRL(o.Dir, ca, o.CRLDays, o.Now, func(inv *Inventory) error {
 		r := inv.Find(serial)
 		if r == nil {
-			return fmt.Errorf("serial %s is not in the inventory of %s: see 'kvsctl pki list'", NormalizeSerial(serial), string(o.Dir))
+			return errorOf(ErrUnknownCert, "serial %s is not in the inventory of %s", NormalizeSerial(serial), string(o.Dir))
 		}
 		if r.Kind == "ca" {
-			return fmt.Errorf("serial %s is the CA itself: a CA cannot revoke itself, create a new PKI with 'kvsctl pki init --force'", r.Serial)
+			return fmt.Errorf("serial %s is the CA itself: a CA cannot revoke itself", r.Serial)
 		}
 		if r.RevokedAt != nil {
 			return fmt.Errorf("serial %s (%s) was already revoked on %s", r.Serial, r.Name, r.RevokedAt.Format(time.RFC3339))
@@ -64,16 +67,6 @@ func Revoke(o RevokeOptions) (Record, time.Time, error) {
 	return out, rl.NextUpdate, nil
 }
 
-// RefreshCRL re-signs the CRL with the next CRL number and a new lifetime of
-// days (0 means DefaultCRLDays), as a cron job would. It returns NextUpdate.
-func RefreshCRL(d Dir, passphrase []byte, days int, now time.Time) (time.Time, error) {
-	rl, err := UpdateCRL(context.Background(), CRLOptions{Dir: d, Passphrase: passphrase, Days: days, Now: now})
-	if err != nil {
-		return time.Time{}, err
-	}
-	return rl.NextUpdate, nil
-}
-
 // CRLOptions configures [UpdateCRL].
 type CRLOptions struct {
 	Dir        Dir
@@ -82,8 +75,9 @@ type CRLOptions struct {
 	Now        time.Time
 }
 
-// UpdateCRL re-signs the CRL with the next CRL number, like [RefreshCRL], and
-// returns the new CRL so callers can report its number and NextUpdate.
+// UpdateCRL re-signs the CRL with the next CRL number and a new lifetime,
+// as a cron job would, and returns the new CRL so callers can report its
+// number and NextUpdate.
 func UpdateCRL(ctx context.Context, o CRLOptions) (*x509.RevocationList, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -143,7 +137,7 @@ func (ca *CA) nextCRL(inv *Inventory, days int, now time.Time) ([]byte, *x509.Re
 }
 
 // writeInventoryAndCRL writes the inventory first and then the CRL: if the
-// CRL write fails, the next 'kvsctl pki crl' still knows every revocation.
+// CRL write fails, the next re-signing still knows every revocation.
 // The caller holds the directory lock.
 func writeInventoryAndCRL(d Dir, inv *Inventory, crlPEM []byte) error {
 	invData, err := inv.encode()
@@ -154,7 +148,7 @@ func writeInventoryAndCRL(d Dir, inv *Inventory, crlPEM []byte) error {
 		return err
 	}
 	if err := WriteFileAtomic(d.CRL(), crlPEM, CertMode, true); err != nil {
-		return fmt.Errorf("%w (the inventory is updated: run 'kvsctl pki crl' to retry)", err)
+		return fmt.Errorf("%w (the inventory is updated; re-signing the CRL retries): %w", err, ErrCRLNotSigned)
 	}
 	return nil
 }

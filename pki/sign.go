@@ -80,7 +80,7 @@ func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 	name := o.Name
 	if name == "" {
 		if CheckName(cn) != nil {
-			return nil, fmt.Errorf("the CSR's common name %q cannot be a file name: give one with --name", cn)
+			return nil, errorOf(ErrNeedName, "the CSR's common name %q cannot be a file name: give the certificate a name", cn)
 		}
 		name = cn
 	}

@@ -135,7 +135,7 @@ func TestSignCSRRefusals(t *testing.T) {
 		{"not a CSR", write("cert.csr", mustRead(t, d.CACert())), ProfileClient, nil, "not a certificate request", nil},
 		{"weak key", write("weak.csr", weakDER), ProfileClient, nil, "1024 bits is too small", nil},
 		{"no CN", write("nocn.csr", noCN), ProfileServer, nil, "no common name", nil},
-		{"CN not a file name", write("space.csr", spaceCN), ProfileClient, nil, "--name", nil},
+		{"CN not a file name", write("space.csr", spaceCN), ProfileClient, nil, "give the certificate a name", ErrNeedName},
 		{"server without host", write("space2.csr", spaceCN), ProfileServer, func(o *SignOptions) { o.Name = "s" }, "not a host name", nil},
 		{"unknown profile", write("ok.csr", good), "web", nil, "unknown profile", nil},
 		{"missing file", filepath.Join(dir, "nope.csr"), ProfileClient, nil, "no such file", nil},

@@ -72,7 +72,7 @@ func changeTrust(ctx context.Context, o TrustOptions, install bool) (*TrustResul
 	if file == "" {
 		file = o.Dir.CACert()
 		if !exists(file) {
-			return nil, errorOf(ErrNoCA, "no CA in %s: run 'kvsctl pki init' or give --ca FILE", string(o.Dir))
+			return nil, errorOf(ErrNoCA, "no CA in %s", string(o.Dir))
 		}
 	}
 	cert, err := LoadCert(file)
@@ -97,14 +97,14 @@ func changeTrust(ctx context.Context, o TrustOptions, install bool) (*TrustResul
 	if o.NSS {
 		t, err := truststore.NewNSSTrust()
 		if err != nil {
-			return nil, fmt.Errorf("--nss: certutil not found (%v): install it with %s", err, "'apt install libnss3-tools' or 'yum install nss-tools'")
+			return nil, fmt.Errorf("NSS trust stores: certutil not found (%v): install it with %s", err, "'apt install libnss3-tools' or 'yum install nss-tools'")
 		}
 		extras = append(extras, extra{"nss", t})
 	}
 	if o.Java {
 		t, err := truststore.NewJavaTrust()
 		if err != nil {
-			return nil, fmt.Errorf("--java: no Java trust store (%v): set JAVA_HOME to a JDK with bin/keytool", err)
+			return nil, fmt.Errorf("no Java trust store found (%v): set JAVA_HOME to a JDK with bin/keytool", err)
 		}
 		extras = append(extras, extra{"java", t})
 	}

@@ -335,7 +335,7 @@ func VerifyFiles(ctx context.Context, o VerifyFileOptions) (*VerifyReport, error
 	caFile, crlFile := o.CAFile, o.CRLFile
 	if caFile == "" {
 		if !exists(o.Dir.CACert()) {
-			return nil, errorOf(ErrNoRoots, "no CA to verify against: give --ca FILE (in self-signed mode, the peer's certificate) or run 'kvsctl pki init'")
+			return nil, errorOf(ErrNoRoots, "no CA to verify against (in self-signed mode, the peer's certificate is the CA)")
 		}
 		caFile = o.Dir.CACert()
 		if crlFile == "" && exists(o.Dir.CRL()) {

@@ -6,13 +6,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"github.com/smallstep/truststore"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smallstep/truststore"
 )
 
 func TestVerify(t *testing.T) {
@@ -22,7 +23,7 @@ func TestVerify(t *testing.T) {
 	now := time.Now()
 	issue := func(name string, p Profile, nb, na time.Time) string {
 		t.Helper()
-		iss, err := Issue(ctx, IssueOptions{Dir: d, Profile: p, Name: name, KeyType: ECDSAP256, NotBefore: nb, NotAfter: na})
+		iss, err := Issue(ctx, IssueOptions{Dir: d, Profile: p, Name: name, KeyType: ECDSAP256, notBefore: nb, notAfter: na})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +32,7 @@ func TestVerify(t *testing.T) {
 	expired := issue("expired", ProfileClient, now.Add(-48*time.Hour), now.Add(-time.Hour))
 	future := issue("future", ProfileClient, now.Add(time.Hour), now.Add(48*time.Hour))
 	revoked := issue("revoked", ProfileClient, time.Time{}, time.Time{})
-	if _, _, err := Revoke(RevokeOptions{Dir: d, Target: revoked, Reason: "keyCompromise"}); err != nil {
+	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: revoked, Reason: "keyCompromise"}); err != nil {
 		t.Fatal(err)
 	}
 	other := otherCA(t)
@@ -127,7 +128,7 @@ func TestInspect(t *testing.T) {
 		t.Errorf("bundle: %v", err)
 	}
 	// CRL with a revoked entry.
-	if _, _, err := Revoke(RevokeOptions{Dir: d, Target: d.ClientCert(), Reason: "superseded"}); err != nil {
+	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.ClientCert(), Reason: "superseded"}); err != nil {
 		t.Fatal(err)
 	}
 	ins, err = Inspect(mustRead(t, d.CRL()), now)

@@ -45,7 +45,7 @@ kvs_tests='^(TestFaultPostgres|TestFaultCRLExpiry|TestFaultBoltDiskFull|TestFaul
 cmd_tests='^(TestCrashServeSIGKILL|TestSecretsNotInCLIOutput)$'
 if [ "$mode" != fuzz ]; then
   echo "reliability: fault, attack, lost-update and secrets checks ($window windows)"
-  if ! $GO test -count=1 -v -timeout 30m -run "$kvs_tests" ./kvs >"$work/kvs.log" 2>&1; then failed=1; fi
+  if ! $GO test -count=1 -v -timeout 30m -run "$kvs_tests" ./kvs/server >"$work/kvs.log" 2>&1; then failed=1; fi
   if ! $GO test -count=1 -v -timeout 10m -run "$cmd_tests" ./cmd/kvsctl >"$work/cmd.log" 2>&1; then failed=1; fi
   grep -hE '^(--- |    --- )(PASS|FAIL|SKIP)|^(FAIL|ok) ' "$work/kvs.log" "$work/cmd.log" || true
 fi
@@ -53,7 +53,7 @@ fi
 # --- fuzzing --------------------------------------------------------------
 : >"$work/fuzz.tsv"
 fuzzed=0
-for pkg in ./kvs ./pki; do
+for pkg in ./kvs ./kvs/server ./kvs/policy ./pki; do
   for target in $($GO test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "reliability: fuzz $pkg $target for $fuzztime"
     log="$work/fuzz-$target.log"

@@ -11,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kvsctl/kvsctl/attack"
-	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -43,8 +43,8 @@ func attackListCommand() *cli.Command {
 		UsageText: "kvsctl attack list [--json]",
 		Flags:     []cli.Flag{jsonFlag()},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("attack list takes no arguments, got %q", c.Args().First())
+			if _, err := args(c, 0, 0); err != nil {
+				return err
 			}
 			list := attack.Scenarios()
 			w := c.App.Writer
@@ -61,7 +61,7 @@ func attackListCommand() *cli.Command {
 				for i, s := range list {
 					items[i] = item{s.Name, s.Description, s.Attacker, s.Expected, s.NeedsCAKey, s.Control}
 				}
-				return pkiJSON(w, items)
+				return printJSON(w, items)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			for _, s := range list {
@@ -95,8 +95,8 @@ func attackDemoCommand() *cli.Command {
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("attack demo takes no arguments, got %q", c.Args().First())
+			if _, err := args(c, 0, 0); err != nil {
+				return err
 			}
 			if _, err := attack.Select(c.StringSlice("scenario")); err != nil {
 				return usageError{err}
@@ -136,7 +136,7 @@ func attackRunCommand() *cli.Command {
 			"'kvsctl serve' does when the file changes); their files are removed afterwards, their\n" +
 			"inventory records and CRL entries stay as an audit trail.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "server", Value: kvs.DefaultServer, EnvVars: []string{"KVS_SERVER"}, Usage: "server address, host:port"},
+			&cli.StringFlag{Name: "server", Value: client.DefaultServer, EnvVars: env("server"), Usage: "server address, host:port"},
 			&cli.StringFlag{Name: "server-name", Usage: "name to check in the server's certificate (default: the host of --server)"},
 			dirFlag(),
 			passphraseFileFlag(),
@@ -145,8 +145,8 @@ func attackRunCommand() *cli.Command {
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("attack run takes no arguments, got %q", c.Args().First())
+			if _, err := args(c, 0, 0); err != nil {
+				return err
 			}
 			if _, err := attack.Select(c.StringSlice("scenario")); err != nil {
 				return usageError{err}
@@ -192,7 +192,7 @@ func progressPrinter(w io.Writer) func(attack.Progress) {
 func finishAttack(c *cli.Context, rep *attack.Report, runErr error) error {
 	w := c.App.Writer
 	if c.Bool("json") {
-		if err := pkiJSON(w, rep); err != nil {
+		if err := printJSON(w, rep); err != nil {
 			return err
 		}
 	} else if err := printAttackReport(w, rep); err != nil {
@@ -256,19 +256,13 @@ func printAttackReport(w io.Writer, rep *attack.Report) error {
 
 // attackSummary is the last line of the table output.
 func attackSummary(rep *attack.Report) string {
-	attacks, refused, skipped := 0, 0, 0
+	refused, skipped := rep.Count(attack.Refused), rep.Count(attack.Skipped)
+	attacks := len(rep.Results) - skipped
 	control := "no control run"
 	for _, r := range rep.Results {
-		switch {
-		case r.Scenario == "control":
+		if r.Scenario == "control" {
 			control = "control " + string(r.Outcome)
-		case r.Outcome == attack.Skipped:
-			skipped++
-		default:
-			attacks++
-			if r.Outcome == attack.Refused {
-				refused++
-			}
+			attacks--
 		}
 	}
 	s := fmt.Sprintf("%s against %s: %d of %d attacks refused, %s", rep.Mode, rep.Server, refused, attacks, control)

@@ -2,25 +2,26 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
 	"github.com/kvsctl/kvsctl/kvs/loadgen"
+	"github.com/kvsctl/kvsctl/kvs/postgres"
+	"github.com/kvsctl/kvsctl/kvs/server"
+	"github.com/kvsctl/kvsctl/pki"
 )
 
 // benchCommand is 'kvsctl bench': a load generator on the kvs client. Its
 // hidden subcommands are the other pieces of scripts/bench.sh: the bare
 // ceiling server, the idle-connection holder and the pgbench scripts.
 func benchCommand() *cli.Command {
-	return &cli.Command{
+	return withConfig(&cli.Command{
 		Name:      "bench",
 		Usage:     "load a server with mutual-TLS requests and report requests/s and latency",
 		UsageText: "kvsctl bench [--op get|put|list|mixed] [--clients N] [--duration D | --requests N] [--preload] [flags]",
@@ -40,11 +41,11 @@ func benchCommand() *cli.Command {
 			return runBench(c.Context, cfg, c.Bool("json"), c.Bool("quiet"), c.App.Writer, c.App.ErrWriter)
 		},
 		Subcommands: []*cli.Command{benchBareCommand(), benchHoldCommand(), benchPgbenchCommand()},
-	}
+	})
 }
 
 func benchFlags() []cli.Flag {
-	return append(benchClientFlags(),
+	return clientFlags(
 		&cli.StringFlag{Name: "op", Value: "get", Usage: "operation: get, put, list or mixed"},
 		&cli.StringFlag{Name: "mix", Value: loadgen.DefaultMix.String(), Usage: "weights of a mixed run, `get=N,put=N,list=N`"},
 		&cli.IntFlag{Name: "clients", Value: loadgen.DefaultClients, Usage: "concurrent clients, each with its own connections"},
@@ -61,45 +62,19 @@ func benchFlags() []cli.Flag {
 	)
 }
 
-// benchClientFlags are the server and certificate flags, as for the client
-// commands.
-func benchClientFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "server", Value: kvs.DefaultServer, EnvVars: []string{"KVS_SERVER"}, Usage: "server address, host:port"},
-		dirFlag(),
-		&cli.StringFlag{Name: "cert", Usage: "client certificate (instead of --dir)"},
-		&cli.StringFlag{Name: "key", Usage: "client private key (instead of --dir)"},
-		&cli.StringFlag{Name: "ca", Usage: "CA bundle (or, self-signed, the server's certificate) to verify the server with (instead of --dir)"},
-		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "bound on each request"},
+// benchClientConfig reads the client flags and the protocol flags.
+func benchClientConfig(c *cli.Context) (client.Config, error) {
+	cc, err := clientConfig(c)
+	if err != nil {
+		return cc, err
 	}
-}
-
-// benchClientConfig reads the server and certificate flags.
-func benchClientConfig(c *cli.Context) (kvs.ClientConfig, error) {
-	var files kvs.TLSFiles
-	if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" {
-		files = kvs.TLSFiles{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca")}
-		if files.Cert == "" || files.Key == "" || files.CA == "" {
-			return kvs.ClientConfig{}, usagef("--cert, --key and --ca go together; or use --dir")
-		}
-	} else {
-		var err error
-		if files, err = kvs.ClientFilesFromDir(c.String("dir")); err != nil {
-			return kvs.ClientConfig{}, err
-		}
-	}
-	if c.Duration("timeout") < 0 {
-		return kvs.ClientConfig{}, usagef("--timeout must not be negative")
-	}
-	return kvs.ClientConfig{
-		Server: c.String("server"), Files: files, Timeout: c.Duration("timeout"),
-		HTTP1: c.Bool("http1"), NewConn: c.Bool("new-conn"), TLS: kvs.ClientOptions{NoResume: c.Bool("no-resume")},
-	}, nil
+	cc.HTTP1, cc.NewConn, cc.TLS.NoResume = c.Bool("http1"), c.Bool("new-conn"), c.Bool("no-resume")
+	return cc, nil
 }
 
 func parseBench(c *cli.Context) (loadgen.Config, error) {
-	if c.NArg() > 0 {
-		return loadgen.Config{}, usagef("unexpected argument %q", c.Args().First())
+	if _, err := args(c, 0, 0); err != nil {
+		return loadgen.Config{}, err
 	}
 	op, err := loadgen.ParseOp(c.String("op"))
 	if err != nil {
@@ -163,9 +138,7 @@ func runBench(ctx context.Context, cfg loadgen.Config, asJSON, quiet bool, stdou
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return printJSON(stdout, r)
 	}
 	printBench(stdout, r)
 	if r.OK == 0 && r.Errors > 0 {
@@ -236,20 +209,9 @@ func orDash(s string) string {
 	return s
 }
 
-// isTerminal reports whether w is a terminal, to redraw the progress line
-// in place rather than print one line per second.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 // benchBareCommand serves the ceiling of the comparison: net/http with the
-// same TLS configuration as 'kvsctl serve' (kvs.NewServerTLS) and a fixed
-// 100-byte answer.
+// same TLS material and listener as 'kvsctl serve' and a fixed 100-byte
+// answer (server.ServeBare).
 func benchBareCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "bare-server",
@@ -264,23 +226,20 @@ func benchBareCommand() *cli.Command {
 			&cli.StringFlag{Name: "crl", Usage: "CRL to check client certificates against"},
 		},
 		Action: func(c *cli.Context) error {
-			files, err := kvs.ServerFilesFromDir(c.String("dir"))
+			files, err := pki.Dir(c.String("dir")).ServerFiles()
 			if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" {
-				files, err = kvs.TLSFiles{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRL: c.String("crl")}, nil
+				files, err = pki.Files{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRL: c.String("crl")}, nil
 			}
 			if err != nil {
 				return err
 			}
-			st, err := kvs.NewServerTLS(files, kvs.ServerTLSOptions{})
+			ln, err := server.Listen(c.String("listen"))
 			if err != nil {
 				return err
 			}
-			ln, err := kvs.Listen(c.String("listen"))
-			if err != nil {
-				return err
-			}
+			defer ln.Close()
 			fmt.Fprintf(c.App.ErrWriter, "bare server listening on %s\n", ln.Addr())
-			return loadgen.ServeBare(c.Context, ln, st.Config())
+			return server.ServeBare(c.Context, ln, files, server.TLSOptions{})
 		},
 	}
 }
@@ -288,11 +247,11 @@ func benchBareCommand() *cli.Command {
 // benchHoldCommand opens idle connections and keeps them until interrupted
 // or --for passes, to measure the server's memory per connection.
 func benchHoldCommand() *cli.Command {
-	return &cli.Command{
+	return withConfig(&cli.Command{
 		Name:   "hold",
 		Usage:  "open idle mTLS connections and hold them",
 		Hidden: true,
-		Flags: append(benchClientFlags(),
+		Flags: clientFlags(
 			&cli.IntFlag{Name: "conns", Value: 5000, Usage: "connections to open"},
 			&cli.DurationFlag{Name: "for", Value: time.Minute, Usage: "how long to hold them"},
 			&cli.BoolFlag{Name: "http1", Usage: "HTTP/1.1 only (default: HTTP/2)"},
@@ -315,7 +274,7 @@ func benchHoldCommand() *cli.Command {
 			}
 			return nil
 		},
-	}
+	})
 }
 
 // benchPgbenchCommand prints a pgbench script that runs the PostgreSQL
@@ -331,7 +290,12 @@ func benchPgbenchCommand() *cli.Command {
 			&cli.IntFlag{Name: "keys", Value: loadgen.DefaultKeys, Usage: "keyspace, as for bench"},
 		},
 		Action: func(c *cli.Context) error {
-			s, err := loadgen.PgbenchScript(loadgen.Op(c.String("op")), c.Int("keys"))
+			op := loadgen.Op(c.String("op"))
+			stmt, ok := postgres.Statement(string(op))
+			if !ok {
+				return usagef("pgbench script: unknown operation %q: use get or put", op)
+			}
+			s, err := loadgen.PgbenchScript(op, stmt, c.Int("keys"))
 			if err != nil {
 				return usageError{err}
 			}

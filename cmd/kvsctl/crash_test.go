@@ -34,6 +34,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -98,18 +99,18 @@ func startServeProc(t *testing.T, args ...string) *serveProc {
 	}
 }
 
-func (p *serveProc) client(t *testing.T, dir string) *kvs.Client {
+func (p *serveProc) client(t *testing.T, dir string) *client.Client {
 	t.Helper()
-	files, err := kvs.ClientFilesFromDir(dir)
+	files, err := pki.Dir(dir).ClientFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(p.addr)
-	c, err := kvs.NewClient(kvs.ClientConfig{Server: "localhost:" + port, Files: files, Timeout: 10 * time.Second})
+	c, err := client.New(client.Config{Server: "localhost:" + port, Files: files, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
@@ -132,7 +133,7 @@ func crashValue(w, n int) []byte {
 
 // load writes from 4 writers through c until stop ends; errors count as
 // odd (a failure) unless killed is set.
-func (h *crashHistory) load(stop context.Context, c *kvs.Client, killed *atomic.Bool) {
+func (h *crashHistory) load(stop context.Context, c *client.Client, killed *atomic.Bool) {
 	var wg sync.WaitGroup
 	for w := range len(h.next) {
 		wg.Go(func() {
@@ -169,7 +170,7 @@ func (h *crashHistory) load(stop context.Context, c *kvs.Client, killed *atomic.
 
 // verify reads every key back and returns (lost, half-applied, errored
 // writes found applied, problems).
-func (h *crashHistory) verify(t *testing.T, c *kvs.Client) (lost, torn, applied int) {
+func (h *crashHistory) verify(t *testing.T, c *client.Client) (lost, torn, applied int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	keys := make([]string, 0, len(h.pending))

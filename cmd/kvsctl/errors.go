@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -38,12 +39,20 @@ type exitError struct {
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 
-func onUsageError(c *cli.Context, err error, _ bool) error {
-	help := "kvsctl --help"
-	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
-		help = "kvsctl " + c.Command.FullName() + " --help"
+// commandName is "kvsctl pki list" for the pki list command: the whole
+// path, which urfave's FullName does not give for a subcommand.
+func commandName(c *cli.Context) string {
+	var names []string
+	for _, ctx := range c.Lineage() {
+		if ctx.Command != nil && ctx.Command.Name != "" && ctx.Command.Name != c.App.Name {
+			names = append([]string{ctx.Command.Name}, names...)
+		}
 	}
-	return usageError{fmt.Errorf("%w (see '%s')", err, help)}
+	return strings.Join(append([]string{c.App.Name}, names...), " ")
+}
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	return usageError{fmt.Errorf("%w (see '%s --help')", err, commandName(c))}
 }
 
 // markUsageErrors makes every command report flag errors as usage errors.
@@ -73,12 +82,30 @@ func exitCode(err error) int {
 	return classify(err)
 }
 
-// report prints the error as one line on stderr, "kvsctl: <message>", and
-// returns its exit code.
+// report prints the error on stderr, "kvsctl: <message>", plus a hint line
+// when hints.go knows what to do about it, and returns its exit code.
 func report(stderr io.Writer, err error) int {
 	msg := err.Error()
 	if msg != "" {
-		fmt.Fprintf(stderr, "kvsctl: %s\n", msg)
+		fmt.Fprintf(stderr, "kvsctl: %s\n", oneLine(msg))
+	}
+	if h := hint(err); h != "" {
+		fmt.Fprintf(stderr, "hint: %s\n", h)
 	}
 	return exitCode(err)
+}
+
+// oneLine flattens a multi-line message (pgx lists each connection attempt
+// on a line of its own) into one line, dropping repeated lines.
+func oneLine(msg string) string {
+	if !strings.Contains(msg, "\n") {
+		return msg
+	}
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !slices.Contains(parts, l) {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " ")
 }

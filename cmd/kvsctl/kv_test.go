@@ -140,7 +140,6 @@ func TestKVCommands(t *testing.T) {
 				{"get"},
 				{"get", "a", "b"},
 				{"put", "k"},
-				{"put", "k", "v", "--create"},
 				{"put", "--create", "--if-version", "3", "k", "v"},
 				{"put", "--if-version", "0", "k", "v"},
 				{"delete", "--create", "k"},

@@ -490,7 +490,7 @@ func TestPkiBadInput(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "issue", "client", "x", "--dir", f.path("empty")}
 			},
-			code: 1, wantExact: "kvsctl: no CA in %ROOT%/empty: run 'kvsctl pki init'",
+			code: 1, wantExact: "kvsctl: no CA in %ROOT%/empty\nhint: run 'kvsctl pki init', or give the CA with --ca FILE",
 		},
 		{
 			name: "no PKI to list",
@@ -624,7 +624,7 @@ func TestPkiBadInput(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "crl", "--dir", string(f.dir)}
 			},
-			code: 1, want: "give its passphrase with --passphrase-file or KVS_CA_PASSPHRASE",
+			code: 1, want: "hint: give the CA key's passphrase with --passphrase-file or KVS_CA_PASSPHRASE",
 		},
 		{
 			name: "expired CA",
@@ -654,7 +654,7 @@ func TestPkiBadInput(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "init", "--dir", string(f.dir), "--key-type", "ecdsa-p256"}
 			},
-			code: 1, want: "already holds a ca PKI: use --force to replace it",
+			code: 1, want: "already holds a ca PKI\nhint: use --force to replace it",
 		},
 		{
 			name:    "init without --force over a self-signed PKI",
@@ -677,7 +677,7 @@ func TestPkiBadInput(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "export", "server", "--p12", f.path("s.p12"), "--dir", string(f.dir)}
 			},
-			code: 1, want: "give its password with --password-file or KVS_P12_PASSWORD",
+			code: 1, want: "hint: give the bundle's password with --password-file or KVS_P12_PASSWORD",
 		},
 		{
 			name: "renew a certificate of another CA",
@@ -706,7 +706,7 @@ func TestPkiBadInput(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "issue", "client", "x", "--colour", "red", "--dir", string(f.dir)}
 			},
-			code: 2, want: "flag provided but not defined: --colour",
+			code: 2, want: "flag provided but not defined: -colour (see 'kvsctl pki issue --help')",
 		},
 		{
 			name: "unknown revocation reason",
@@ -741,11 +741,11 @@ func TestPkiBadInput(t *testing.T) {
 				t.Errorf("stdout not empty: %q", out)
 			}
 			lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
-			if len(lines) != 1 || !strings.HasPrefix(errs, "kvsctl: ") {
-				t.Errorf("stderr is not one 'kvsctl: ' line: %q", errs)
+			if len(lines) < 1 || len(lines) > 2 || !strings.HasPrefix(errs, "kvsctl: ") || len(lines) == 2 && !strings.HasPrefix(lines[1], "hint: ") {
+				t.Errorf("stderr is not one 'kvsctl: ' line and an optional 'hint: ' line: %q", errs)
 			}
-			if tc.wantExact != "" && lines[0] != strings.ReplaceAll(tc.wantExact, "%ROOT%", f.root) {
-				t.Errorf("stderr %q, want %q", lines[0], strings.ReplaceAll(tc.wantExact, "%ROOT%", f.root))
+			if want := strings.ReplaceAll(tc.wantExact, "%ROOT%", f.root); want != "" && strings.TrimSuffix(errs, "\n") != want {
+				t.Errorf("stderr %q, want %q", errs, want)
 			}
 			if want := strings.ReplaceAll(tc.want, "%ROOT%", f.root); !strings.Contains(errs, want) {
 				t.Errorf("stderr %q lacks %q", errs, want)

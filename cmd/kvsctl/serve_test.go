@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/stores"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -132,7 +132,7 @@ func TestServeStartupErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no certificates", []string{"--dir", empty}, exitFailure, "no certificates in " + empty + ": run 'kvsctl pki init'"},
+		{"no certificates", []string{"--dir", empty}, exitFailure, "no certificates in " + empty + "\nhint: run 'kvsctl pki init'"},
 		{"port in use", []string{"--listen", busy.Addr().String()}, exitFailure, "already in use"},
 		{"unknown store scheme", []string{"--store", "mysql://kvs:" + pw + "@db.example/kvs"}, exitFailure, `unsupported store URL scheme "mysql"`},
 		{"unparsable store URL", []string{"--store", "postgres://kvs:" + pw + "@[::1/kvs"}, exitFailure, "URL not shown"},
@@ -151,8 +151,8 @@ func TestServeStartupErrors(t *testing.T) {
 			if stdout != "" {
 				t.Errorf("stdout: %q", stdout)
 			}
-			if strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "kvsctl: ") {
-				t.Errorf("want one 'kvsctl: ' line on stderr, got:\n%s", stderr)
+			if n := strings.Count(stderr, "\n"); n < 1 || n > 2 || !strings.HasPrefix(stderr, "kvsctl: ") || n == 2 && !strings.Contains(stderr, "\nhint: ") {
+				t.Errorf("want one 'kvsctl: ' line and an optional 'hint: ' line on stderr, got:\n%s", stderr)
 			}
 			if !strings.Contains(stderr, tc.want) {
 				t.Errorf("stderr %q does not say %q", stderr, tc.want)
@@ -222,7 +222,7 @@ func TestServeReloadOnSIGHUPAndStop(t *testing.T) {
 	}
 	// The store was closed: the bolt file opens again at once, with the
 	// acknowledged write in it.
-	st, err := kvs.OpenStore(context.Background(), srv.store, kvs.StoreOptions{StatementTimeout: 500 * time.Millisecond})
+	st, err := stores.Open(context.Background(), srv.store, stores.Options{StatementTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("store still held after serve stopped: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
 )
 
 // ErrorKind reduces a request error to a short label for the "errors by
@@ -17,7 +18,7 @@ import (
 // untrusted_server, timeout, conn_refused, conn_reset, no_ports, eof, tls
 // or other.
 func ErrorKind(err error) string {
-	var se *kvs.StatusError
+	var se *client.StatusError
 	var ne net.Error
 	var re tls.RecordHeaderError
 	switch {
@@ -25,13 +26,13 @@ func ErrorKind(err error) string {
 		return "not_found"
 	case errors.Is(err, kvs.ErrPrecondition):
 		return "precondition"
-	case errors.Is(err, kvs.ErrRejected):
+	case errors.Is(err, client.ErrRejected):
 		return "rejected"
 	case errors.Is(err, kvs.ErrUnavailable):
 		return "unavailable"
 	case errors.As(err, &se):
 		return "http_" + strconv.Itoa(se.Code)
-	case errors.Is(err, kvs.ErrUntrustedServer):
+	case errors.Is(err, client.ErrUntrustedServer):
 		return "untrusted_server"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"

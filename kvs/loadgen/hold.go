@@ -2,25 +2,23 @@ package loadgen
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
-	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
 )
 
 // HoldConfig describes a set of idle connections to open.
 type HoldConfig struct {
-	Client   kvs.ClientConfig // server, TLS files, HTTP1
-	TLS      *tls.Config      // when set, used instead of loading Client.Files
-	Conns    int              // connections to open
-	Parallel int              // handshakes in flight at once; 0 means 64
+	Client   client.Config // server, TLS files, HTTP1
+	Conns    int           // connections to open
+	Parallel int           // handshakes in flight at once; 0 means 64
 }
 
 // Held is a set of open, idle mutual-TLS connections.
 type Held struct {
-	clients []*kvs.Client
+	clients []*client.Client
 }
 
 // Hold opens cfg.Conns connections, each through a client of its own, and
@@ -35,18 +33,15 @@ func Hold(ctx context.Context, cfg HoldConfig) (*Held, error) {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 64
 	}
-	tlsCfg := cfg.TLS
-	if tlsCfg == nil {
-		var err error
-		if tlsCfg, err = cfg.Client.Files.ClientConfig(cfg.Client.TLS); err != nil {
-			return nil, err
-		}
+	tlsCfg, err := sharedTLS(cfg.Client)
+	if err != nil {
+		return nil, err
 	}
 	cc := cfg.Client
-	cc.NewConn, cc.MaxIdle = false, 1
-	h := &Held{clients: make([]*kvs.Client, cfg.Conns)}
+	cc.NewConn, cc.MaxIdle, cc.TLSConfig = false, 1, tlsCfg
+	h := &Held{clients: make([]*client.Client, cfg.Conns)}
 	for i := range h.clients {
-		c, err := kvs.NewClientTLS(cc, tlsCfg.Clone())
+		c, err := client.New(cc)
 		if err != nil {
 			return nil, err
 		}
@@ -65,7 +60,7 @@ func Hold(ctx context.Context, cfg HoldConfig) (*Held, error) {
 				if i >= len(h.clients) || ctx.Err() != nil {
 					return
 				}
-				if err := h.clients[i].Health(ctx); err != nil {
+				if err := h.clients[i].Ping(ctx); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = fmt.Errorf("hold: connection %d: %w", i+1, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
 )
 
 // Defaults of a run.
@@ -20,7 +21,7 @@ const (
 	DefaultClients   = 32
 	DefaultValueSize = 100
 	DefaultKeys      = 10_000
-	DefaultListLimit = 10
+	DefaultListPage  = 10
 	DefaultDuration  = 10 * time.Second
 )
 
@@ -37,12 +38,8 @@ type Config struct {
 	// Client is the server address and TLS material; HTTP1, NewConn and
 	// TLS.NoResume select the protocol, a connection per request and
 	// session resumption. Each worker gets a client (and so connections)
-	// of its own.
-	Client kvs.ClientConfig
-	// TLS, when set, is used instead of loading Client.Files. Each client
-	// gets a clone (the HTTP/2 transport writes to its tls.Config); the
-	// clones share its session cache.
-	TLS *tls.Config
+	// of its own; they share one TLS session cache.
+	Client client.Config
 
 	Clients   int           // concurrent workers; 0 means DefaultClients
 	Duration  time.Duration // how long to send; 0 with Requests 0 means DefaultDuration
@@ -52,7 +49,7 @@ type Config struct {
 	Preload   bool          // PUT every key once before the timed run
 	Op        Op            // "" means OpGet
 	Mix       Mix           // weights for OpMixed; zero means DefaultMix
-	ListLimit int           // page size of LIST requests; 0 means DefaultListLimit
+	ListPage  int           // page size of LIST requests; 0 means DefaultListPage
 	Seed      uint64        // seed of the key and operation choices (0: random)
 
 	// Progress, when set, is called every ProgressInterval (default 1s)
@@ -137,8 +134,8 @@ func (c *Config) defaults() error {
 	if c.Mix.total() == 0 {
 		c.Mix = DefaultMix
 	}
-	if c.ListLimit <= 0 {
-		c.ListLimit = DefaultListLimit
+	if c.ListPage <= 0 {
+		c.ListPage = DefaultListPage
 	}
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = time.Second
@@ -152,7 +149,7 @@ func (c *Config) defaults() error {
 // worker is the state of one concurrent client; only its goroutine writes
 // it until the run ends.
 type worker struct {
-	client   *kvs.Client
+	client   *client.Client
 	rng      *rand.Rand
 	value    []byte
 	hist     histogram
@@ -175,16 +172,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	tlsCfg := cfg.TLS
-	if tlsCfg == nil {
-		var err error
-		if tlsCfg, err = cfg.Client.Files.ClientConfig(cfg.Client.TLS); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.Client.TLS.NoResume {
-		tlsCfg = tlsCfg.Clone()
-		tlsCfg.ClientSessionCache = nil
+	tlsCfg, err := sharedTLS(cfg.Client)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Preload {
 		if err := preload(ctx, cfg, tlsCfg); err != nil {
@@ -194,7 +184,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	workers := make([]*worker, cfg.Clients)
 	for i := range workers {
-		c, err := kvs.NewClientTLS(cfg.Client, tlsCfg.Clone())
+		cc := cfg.Client
+		cc.TLSConfig = tlsCfg
+		c, err := client.New(cc)
 		if err != nil {
 			return nil, err
 		}
@@ -345,7 +337,7 @@ func (w *worker) do(ctx context.Context, op Op, cfg Config) error {
 		_, err := w.client.Put(ctx, key, w.value, kvs.Cond{})
 		return err
 	case OpList:
-		_, _, err := w.client.List(ctx, "", key, cfg.ListLimit)
+		_, _, err := w.client.List(ctx, "", key, cfg.ListPage)
 		return err
 	}
 	_, err := w.client.Get(ctx, key)
@@ -356,7 +348,7 @@ func (w *worker) do(ctx context.Context, op Op, cfg Config) error {
 // run's connection settings.
 func preload(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
 	cc := cfg.Client
-	cc.NewConn = false
+	cc.NewConn, cc.TLSConfig = false, tlsCfg
 	var (
 		next     atomic.Int64
 		firstErr error
@@ -369,7 +361,7 @@ func preload(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
 		value[j] = byte(rng.Uint32())
 	}
 	for range min(cfg.Clients, cfg.Keys) {
-		c, err := kvs.NewClientTLS(cc, tlsCfg.Clone())
+		c, err := client.New(cc)
 		if err != nil {
 			return err
 		}
@@ -397,4 +389,22 @@ func preload(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// sharedTLS is the TLS configuration every client of a run shares (and so
+// its session cache): cc.TLSConfig, or one loaded from cc.Files. With
+// NoResume it has no session cache.
+func sharedTLS(cc client.Config) (*tls.Config, error) {
+	cfg := cc.TLSConfig
+	if cfg == nil {
+		var err error
+		if cfg, err = cc.Files.ClientConfig(cc.TLS); err != nil {
+			return nil, err
+		}
+	}
+	if cc.TLS.NoResume {
+		cfg = cfg.Clone()
+		cfg.ClientSessionCache = nil
+	}
+	return cfg, nil
 }

@@ -8,14 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/bolt"
+	"github.com/kvsctl/kvsctl/kvs/client"
+	"github.com/kvsctl/kvsctl/kvs/postgres"
+	"github.com/kvsctl/kvsctl/kvs/server"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
 // testEnv is a PKI with a kvs server on a bolt store and a bare server,
 // both on 127.0.0.1 with the same TLS configuration.
 type testEnv struct {
-	client kvs.TLSFiles
+	client pki.Files
 	kvs    string // host:port of the kvs server
 	bare   string // host:port of the bare server
 }
@@ -27,23 +30,19 @@ func startEnv(t *testing.T) *testEnv {
 	if _, err := pki.Init(ctx, pki.InitOptions{Dir: d, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
 		t.Fatal(err)
 	}
-	sf, err := kvs.ServerFilesFromDir(string(d))
+	sf, err := d.ServerFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := kvs.ClientFilesFromDir(string(d))
+	cf, err := d.ClientFiles()
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := kvs.NewServerTLS(sf, kvs.ServerTLSOptions{})
+	store, err := bolt.Open(ctx, filepath.Join(t.TempDir(), "kvs.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := kvs.OpenStore(ctx, "bolt:"+filepath.Join(t.TempDir(), "kvs.db"), kvs.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := kvs.NewServer(kvs.Config{TLS: st, Store: store})
+	srv, err := server.New(server.Config{Files: sf, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +55,8 @@ func startEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	done := make(chan error, 2)
-	go func() { done <- srv.Serve(ctx, ln1) }()
-	go func() { done <- ServeBare(ctx, ln2, st.Config()) }()
+	go func() { done <- srv.Run(ctx, ln1) }()
+	go func() { done <- server.ServeBare(ctx, ln2, sf, server.TLSOptions{}) }()
 	t.Cleanup(func() {
 		cancel()
 		for range 2 {
@@ -72,16 +71,10 @@ func startEnv(t *testing.T) *testEnv {
 
 func (e *testEnv) config(addr string) Config {
 	return Config{
-		Client:   kvs.ClientConfig{Server: addr, Files: e.client, Timeout: 10 * time.Second},
+		Client:   client.Config{Server: addr, Files: e.client, Timeout: 10 * time.Second},
 		Clients:  4,
 		Keys:     50,
 		Requests: 200,
-	}
-}
-
-func TestBareBodyIs100Bytes(t *testing.T) {
-	if len(BareBody) != 100 {
-		t.Fatalf("BareBody is %d bytes, want 100", len(BareBody))
 	}
 }
 
@@ -207,7 +200,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	for name, mutate := range map[string]func(*Config){
 		"both limits": func(c *Config) { c.Duration = time.Second },
 		"bad op":      func(c *Config) { c.Op = "scan" },
-		"no files":    func(c *Config) { c.Client.Files = kvs.TLSFiles{} },
+		"no files":    func(c *Config) { c.Client.Files = pki.Files{} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := e.config(e.kvs)
@@ -223,7 +216,7 @@ func TestHold(t *testing.T) {
 	e := startEnv(t)
 	for _, http1 := range []bool{false, true} {
 		h, err := Hold(context.Background(), HoldConfig{
-			Client: kvs.ClientConfig{Server: e.kvs, Files: e.client, HTTP1: http1},
+			Client: client.Config{Server: e.kvs, Files: e.client, HTTP1: http1},
 			Conns:  20,
 		})
 		if err != nil {
@@ -290,11 +283,11 @@ func TestErrorKind(t *testing.T) {
 		err  error
 		want string
 	}{
-		{&kvs.StatusError{Code: 404}, "not_found"},
-		{&kvs.StatusError{Code: 412}, "precondition"},
-		{&kvs.StatusError{Code: 403}, "rejected"},
-		{&kvs.StatusError{Code: 503}, "unavailable"},
-		{&kvs.StatusError{Code: 500}, "http_500"},
+		{&client.StatusError{Code: 404}, "not_found"},
+		{&client.StatusError{Code: 412}, "precondition"},
+		{&client.StatusError{Code: 403}, "rejected"},
+		{&client.StatusError{Code: 503}, "unavailable"},
+		{&client.StatusError{Code: 500}, "http_500"},
 		{context.DeadlineExceeded, "timeout"},
 	} {
 		if got := ErrorKind(tc.err); got != tc.want {
@@ -304,21 +297,23 @@ func TestErrorKind(t *testing.T) {
 }
 
 func TestPgbenchScript(t *testing.T) {
-	get, err := PgbenchScript(OpGet, 100)
+	getSQL, _ := postgres.Statement("get")
+	putSQL, _ := postgres.Statement("put")
+	get, err := PgbenchScript(OpGet, getSQL, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(get, `\set k random(10000000, 10000099)`) || !strings.Contains(get, "FROM kv WHERE key = :k;") {
 		t.Errorf("get script:\n%s", get)
 	}
-	put, err := PgbenchScript(OpPut, 100)
+	put, err := PgbenchScript(OpPut, putSQL, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(put, "VALUES (:k, :v, nextval('kv_revision'), now())") || strings.Contains(put, "$") {
 		t.Errorf("put script:\n%s", put)
 	}
-	if _, err := PgbenchScript(OpList, 100); err == nil {
+	if _, err := PgbenchScript(OpList, getSQL, 100); err == nil {
 		t.Error("list has no pgbench script")
 	}
 }

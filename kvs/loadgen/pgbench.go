@@ -3,23 +3,21 @@ package loadgen
 import (
 	"fmt"
 	"strings"
-
-	"github.com/kvsctl/kvsctl/kvs"
 )
 
-// PgbenchScript returns a pgbench script that runs the PostgreSQL store's
-// own statement for op (get or put, see kvs.PostgresStatement) on a key
+// PgbenchScript returns a pgbench script that runs stmt, the PostgreSQL
+// store's own statement for op (get or put, see postgres.Statement: $1 is
+// the key, $2 the value), on a key
 // drawn uniformly from the same keyspace as Run (Key(0) ... Key(keys-1)).
 // Run it with `pgbench -M prepared`, so that, as with pgx, the statement is
 // prepared once per connection and the key and value travel as parameters.
 // The put script reads the value from the variable v, which the caller
 // defines as bytea text: pgbench -D 'v=\x0123...'.
-func PgbenchScript(op Op, keys int) (string, error) {
+func PgbenchScript(op Op, stmt string, keys int) (string, error) {
 	if keys < 1 {
 		return "", fmt.Errorf("pgbench script: want a positive keyspace, not %d", keys)
 	}
-	stmt, ok := kvs.PostgresStatement(string(op))
-	if !ok {
+	if op != OpGet && op != OpPut {
 		return "", fmt.Errorf("pgbench script: unknown operation %q: use get or put", op)
 	}
 	if strings.Contains(stmt, ":") {

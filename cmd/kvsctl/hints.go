@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+
+	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
+	"github.com/kvsctl/kvsctl/kvs/server"
+	"github.com/kvsctl/kvsctl/pki"
+)
+
+// hints pairs the sentinel errors of the libraries with what a user of
+// this command line does about them. The libraries' messages say what went
+// wrong without naming a command or flag; the advice lives here, in one
+// place. The first match wins.
+var hints = []struct {
+	err  error
+	hint string
+}{
+	{client.ErrUntrustedServer, "the server's certificate does not chain to the CA bundle or does not name the host in --server"},
+	{kvs.ErrForbidden, "the server's policy does not allow this certificate to do that"},
+	{client.ErrRejected, "the server did not accept this client certificate: is it issued by the server's CA, current and not revoked?"},
+	{pki.ErrSelfSignedPKI, "this needs a CA: re-create the PKI in CA mode with 'kvsctl pki init --force'"},
+	{pki.ErrNoPKI, "run 'kvsctl pki init', or point --dir (KVS_CERTS) at a PKI directory"},
+	{pki.ErrNoCA, "run 'kvsctl pki init', or give the CA with --ca FILE"},
+	{pki.ErrIncompleteFiles, "run 'kvsctl pki init', or give --cert, --key and --ca together"},
+	{pki.ErrCAExpired, "create a new PKI with 'kvsctl pki init --force'"},
+	{pki.ErrCRLExpired, "re-sign the CRL with 'kvsctl pki crl'"},
+	{pki.ErrCRLNotSigned, "run 'kvsctl pki crl' to write the CRL"},
+	{pki.ErrNeedPassphrase, "give the CA key's passphrase with --passphrase-file or KVS_CA_PASSPHRASE"},
+	{pki.ErrWrongPassphrase, "check --passphrase-file or KVS_CA_PASSPHRASE"},
+	{pki.ErrNoPassword, "give the bundle's password with --password-file or KVS_P12_PASSWORD"},
+	{pki.ErrUnknownCert, "see 'kvsctl pki list' for the certificates the CA issued"},
+	{pki.ErrNoKeyFile, "renew with --reuse-key, or sign a new CSR"},
+	{pki.ErrNeedName, "give the certificate a name with --name"},
+	{pki.ErrNoRoots, "give the CA with --ca FILE (self-signed mode: the peer's certificate), or run 'kvsctl pki init'"},
+	{server.ErrAddrInUse, "stop the other process, or pick another address with --listen"},
+	{server.ErrCertExpired, "renew it with 'kvsctl pki renew FILE'"},
+	{server.ErrPprofNotLoopback, "give --pprof a loopback address such as 127.0.0.1:6060"},
+	{fs.ErrExist, "use --force to replace it"},
+}
+
+// hint returns the advice for err, or "".
+func hint(err error) string {
+	var he hintError
+	if errors.As(err, &he) {
+		return he.hint
+	}
+	for _, h := range hints {
+		if errors.Is(err, h.err) {
+			return h.hint
+		}
+	}
+	return ""
+}
+
+// hintError attaches a hint of its own to an error, for advice that needs
+// the command's context.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e hintError) Error() string { return e.err.Error() }
+func (e hintError) Unwrap() error { return e.err }
+
+// classify maps library errors to the documented exit codes: 3 key not
+// found, 4 version precondition failed, 5 refused (the server refused this
+// client's certificate or the policy denied the request, or this client
+// refused the server's certificate), 1 anything else.
+func classify(err error) int {
+	switch {
+	case errors.Is(err, kvs.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, kvs.ErrPrecondition):
+		return exitPrecondition
+	case errors.Is(err, client.ErrRejected), errors.Is(err, kvs.ErrForbidden), errors.Is(err, client.ErrUntrustedServer):
+		return exitRejected
+	}
+	return exitFailure
+}

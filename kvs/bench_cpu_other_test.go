@@ -1,7 +1,0 @@
-//go:build !unix
-
-package kvs
-
-import "testing"
-
-func reportCPU(*testing.B) {}

@@ -1,0 +1,18 @@
+// Package client is the Go client of the kvs HTTP API over mutual TLS.
+//
+// A Client implements kvs.Store, so a program written against the Store
+// interface runs the same on an embedded store or across the network, and
+// kvs/kvstest checks the client over a real server with the same suite as
+// the stores. Answers of the server come back as the kvs sentinel errors
+// (ErrNotFound, ErrPrecondition, ErrForbidden, ...) through StatusError;
+// refusals at the TLS level are ErrRejected (the server refused this
+// client) or ErrUntrustedServer (this client refused the server).
+//
+// The client always verifies the server's chain and host name against the
+// CA bundle of its pki.Files; there is no option to skip that. It speaks
+// HTTP/2 when the server offers it, or HTTP/1.1 with Config.HTTP1.
+//
+// The package imports neither store, nor Prometheus, nor YAML: a program
+// that only talks to a server pulls in only the client, the API types of
+// kvs and the pki package for its certificates.
+package client

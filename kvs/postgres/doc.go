@@ -1,0 +1,22 @@
+// Package postgres is the kvs.Store kept in PostgreSQL, through a pgx
+// pool. Several servers on one database behave as one store: versions come
+// from one sequence, and every condition is checked by the database in the
+// statement that writes.
+//
+// The tables kv, kvs_schema_version and the sequence kv_revision live in
+// Options.Schema (default public) and are created by embedded, numbered
+// migrations (migrations/*.sql) applied under an advisory lock when the
+// store opens, so servers starting together apply each migration once.
+// Each operation is bounded by Options.StatementTimeout, so a database
+// that is down or hung yields kvs.ErrUnavailable rather than a stuck
+// request, and the pool reconnects by itself when the database returns.
+//
+// Under load, concurrent Gets, and concurrent unconditional Puts, go to
+// the database together (batch.go): the Gets as one SELECT over their
+// keys, the Puts as one pipelined batch with one commit; a Put is answered
+// only once its batch committed. Statement returns the SQL of a Get and a
+// Put, so that kvsctl bench can replay it with pgbench.
+//
+// Errors never contain a database password (kvs.RedactURL). The package
+// passes kvs/kvstest against a real PostgreSQL (KVS_TEST_DATABASE).
+package postgres

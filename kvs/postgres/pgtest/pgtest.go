@@ -1,0 +1,76 @@
+// Package pgtest gives tests a real PostgreSQL to run against: the URL from
+// KVS_TEST_DATABASE and a fresh schema per test that is dropped when the
+// test ends, so tests run in parallel and leave nothing behind.
+//
+// Without KVS_TEST_DATABASE a test that asks for the database skips with a
+// loud message; under CI=true it fails instead, because there a missing
+// database is a broken pipeline rather than a choice. Only tests import
+// this package.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// EnvVar names the variable that holds the test database's URL.
+const EnvVar = "KVS_TEST_DATABASE"
+
+// loudSkip prints the missing-database warning once per test binary, on
+// stderr, where go test shows it even without -v.
+var loudSkip sync.Once
+
+// Database returns $KVS_TEST_DATABASE. Without it the test skips loudly,
+// or fails under CI=true.
+func Database(t testing.TB) string {
+	t.Helper()
+	if db := os.Getenv(EnvVar); db != "" {
+		return db
+	}
+	const msg = EnvVar + " is not set: PostgreSQL tests NOT RUN " +
+		"(e.g. " + EnvVar + "=postgres://postgres@127.0.0.1:5432/test)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + "; CI=true requires them")
+	}
+	loudSkip.Do(func() { fmt.Fprintln(os.Stderr, "!!! "+msg+" !!!") })
+	t.Skip("!!! " + msg + " !!!")
+	return ""
+}
+
+// Schema returns a fresh schema name and drops the schema (if something
+// created it) when the test ends.
+func Schema(t testing.TB, db string) string {
+	t.Helper()
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	schema := "kvstest_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		if err := DropSchema(context.Background(), db, schema); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return schema
+}
+
+// DropSchema drops schema and everything in it.
+func DropSchema(ctx context.Context, db, schema string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		return fmt.Errorf("drop schema %s: %w", schema, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		return fmt.Errorf("drop schema %s: %w", schema, err)
+	}
+	return nil
+}

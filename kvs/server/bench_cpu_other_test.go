@@ -1,0 +1,7 @@
+//go:build !unix
+
+package server
+
+import "testing"
+
+func reportCPU(*testing.B) {}

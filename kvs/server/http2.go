@@ -1,0 +1,12 @@
+package server
+
+import "net/http"
+
+// DefaultMaxStreams is how many concurrent HTTP/2 streams one connection
+// may open.
+const DefaultMaxStreams = 100
+
+// configureHTTP2 sets the server's HTTP/2 limits.
+func configureHTTP2(srv *http.Server) {
+	srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: DefaultMaxStreams}
+}

@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Run serves on ln until ctx ends, the way kvsctl serve does: it reloads
+// the certificates, CRL and policy on SIGHUP and, every
+// Config.ReloadInterval, when their files changed (a broken file keeps the
+// previous material, logged); it serves the profiling endpoints when
+// Config.Pprof is set; and when ctx ends it stops accepting and lets
+// in-flight requests finish within the shutdown timeout. It closes ln, not
+// the store.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	if s.cfg.Pprof != "" {
+		pln, err := listenPprof(s.cfg.Pprof)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		wg.Go(func() { s.servePprof(ctx, pln) })
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				s.log.Info("SIGHUP: reloading certificates, CRL and policy")
+				_ = s.Reload()
+			}
+		}
+	})
+	if s.cfg.ReloadInterval > 0 {
+		rs := []reloader{s.tls}
+		if s.policy != nil {
+			rs = append(rs, s.policy)
+		}
+		wg.Go(func() { watch(ctx, s.cfg.ReloadInterval, rs...) })
+	}
+	return s.serve(ctx, ln)
+}
+
+// ErrPprofNotLoopback means a profiling address is not a loopback one.
+var ErrPprofNotLoopback = errors.New("only a loopback address is allowed (127.0.0.1, ::1 or localhost): the profiling endpoints have no authentication")
+
+// CheckPprofAddr accepts only a loopback host:port: the endpoints are
+// unauthenticated and expose the process's memory.
+func CheckPprofAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("profiling address %q: want host:port, like 127.0.0.1:6060", addr)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("profiling address %q: %w", addr, ErrPprofNotLoopback)
+	}
+	return nil
+}
+
+// listenPprof listens on addr, a loopback address.
+func listenPprof(addr string) (net.Listener, error) {
+	if err := CheckPprofAddr(addr); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("profiling listener: %w", err)
+	}
+	return ln, nil
+}
+
+// servePprof serves net/http/pprof on ln until ctx ends.
+func (s *Server) servePprof(ctx context.Context, ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	s.log.Warn("profiling endpoints enabled", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error("pprof listener stopped", "err", err)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -116,21 +115,4 @@ func NormalizeSerial(s string) string {
 		return "0"
 	}
 	return s
-}
-
-// lock takes an exclusive advisory lock on the PKI directory so that two
-// kvsctl processes never interleave updates of the inventory and the CRL.
-func (d Dir) lock() (func(), error) {
-	f, err := os.OpenFile(d.Path(".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", string(d), err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", string(d), err)
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
 }

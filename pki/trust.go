@@ -122,12 +122,12 @@ func changeTrust(ctx context.Context, o TrustOptions, install bool) (*TrustResul
 		res.Changes = append(res.Changes, TrustChange{Store: e.name, Action: done, Detail: detail})
 	}
 
-	if len(truststore.SystemTrustCommand) == 0 {
-		return nil, fmt.Errorf("%s CA: no supported system trust store on this machine (%w)", verb, truststore.ErrNotSupported)
+	sys, err := systemStore(cert)
+	if err != nil {
+		return nil, fmt.Errorf("%s CA: %w", verb, err)
 	}
-	sysFile := SystemTrustFile(cert)
-	_, statErr := os.Stat(sysFile)
-	already := statErr == nil
+	_, statErr := os.Stat(sys.file)
+	already := sys.file != "" && statErr == nil
 	fn := truststore.Uninstall
 	if install {
 		fn = truststore.Install
@@ -135,7 +135,7 @@ func changeTrust(ctx context.Context, o TrustOptions, install bool) (*TrustResul
 	if err := fn(cert, opts...); err != nil {
 		return nil, trustError(verb, err)
 	}
-	sysDetail := fmt.Sprintf("%s (ran %s)", sysFile, strings.Join(truststore.SystemTrustCommand, " "))
+	sysDetail := sys.describe()
 	switch {
 	case install && already:
 		sysDetail = "already present, refreshed: " + sysDetail
@@ -144,16 +144,6 @@ func changeTrust(ctx context.Context, o TrustOptions, install bool) (*TrustResul
 	}
 	res.Changes = append([]TrustChange{{Store: "system", Action: done, Detail: sysDetail}}, res.Changes...)
 	return res, nil
-}
-
-// SystemTrustFile is where truststore puts cert in the system store on this
-// machine (it names the file after the common name and the decimal serial).
-func SystemTrustFile(cert *x509.Certificate) string {
-	name := "Truststore Development CA " + cert.SerialNumber.String()
-	if cert.Subject.CommonName != "" {
-		name = cert.Subject.CommonName + " " + cert.SerialNumber.String()
-	}
-	return fmt.Sprintf(truststore.SystemTrustFilename, strings.ReplaceAll(name, " ", "_"))
 }
 
 // trustError turns a truststore failure into an error that carries the

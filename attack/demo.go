@@ -89,7 +89,6 @@ func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err 
 	if _, err := pki.Init(ctx, pki.InitOptions{Dir: dir, Hosts: demoHosts, KeyType: pki.ECDSAP256}); err != nil {
 		return nil, fmt.Errorf("create the demo PKI: %w", err)
 	}
-
 	store, storeName, dropSchema, err := openDemoStore(ctx, o.Store, tmp)
 	if err != nil {
 		return nil, err
@@ -103,20 +102,46 @@ func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err 
 			}
 		}
 	}()
-
-	// Placeholder address until the listener exists; the env is completed
-	// below.
+	// Placeholder address until the server listens.
 	e, err := newEnv(dir, "127.0.0.1:0", demoHosts[0], nil)
 	if err != nil {
 		return nil, err
 	}
 	e.clientHook = weak.clientTLS
+	stop, err := startDemoServer(ctx, e, store, tmp, weak)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if serr := stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	rep.Server = e.addr
+	progress(Progress{Step: fmt.Sprintf("kvs server listening on %s (store: %s; the policy names %q, not %q)", e.addr, storeName, e.client.Leaf.Subject.CommonName, outsiderName)})
 
+	defer e.runCleanup()
+	rep.Results = runAll(ctx, e, list, progress)
+
+	progress(Progress{Step: "checking the store for keys written by attackers"})
+	rep.StoreCheck = demoStoreCheck(ctx, store, rep.Results)
+	applyStoreCheck(rep.Results, rep.StoreCheck.Found)
+	rep.Duration = time.Since(rep.Started)
+	rep.finish()
+	progress(Progress{Step: "stopping the server and removing " + tmp})
+	return rep, ctx.Err()
+}
+
+// startDemoServer serves store on 127.0.0.1 with the PKI of e and a demo
+// policy written into tmp, through server.Run as kvsctl serve does (or as
+// the weakening says), observed by e's server log. stop ends it and
+// returns its error.
+func startDemoServer(ctx context.Context, e *env, store kvs.Store, tmp string, weak weakening) (stop func() error, err error) {
 	policyFile := filepath.Join(tmp, "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(demoPolicy(e)), 0o600); err != nil {
 		return nil, fmt.Errorf("write the demo policy: %w", err)
 	}
-	files, err := dir.ServerFiles()
+	files, err := e.dir.ServerFiles()
 	if err != nil {
 		return nil, err
 	}
@@ -135,8 +160,7 @@ func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err 
 	}
 	e.addr = ln.Addr().String()
 	e.reload = func(context.Context, *tls.Config) error { return srv.Reload() }
-	rep.Server = e.addr
-	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan error, 1)
 	go func() {
 		if weak.serve != nil {
@@ -145,24 +169,13 @@ func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err 
 		}
 		served <- srv.Run(sctx, ln)
 	}()
-	defer func() {
-		stop()
-		if serr := <-served; serr != nil && err == nil {
-			err = fmt.Errorf("demo server: %w", serr)
+	return func() error {
+		cancel()
+		if err := <-served; err != nil {
+			return fmt.Errorf("demo server: %w", err)
 		}
-	}()
-	progress(Progress{Step: fmt.Sprintf("kvs server listening on %s (store: %s; the policy names %q, not %q)", e.addr, storeName, e.client.Leaf.Subject.CommonName, outsiderName)})
-
-	defer e.runCleanup()
-	rep.Results = runAll(ctx, e, list, progress)
-
-	progress(Progress{Step: "checking the store for keys written by attackers"})
-	rep.StoreCheck = demoStoreCheck(ctx, store, rep.Results)
-	applyStoreCheck(rep.Results, rep.StoreCheck.Found)
-	rep.Duration = time.Since(rep.Started)
-	rep.finish()
-	progress(Progress{Step: "stopping the server and removing " + tmp})
-	return rep, ctx.Err()
+		return nil
+	}, nil
 }
 
 // demoPolicy lets in the real client, and the identities the revocation

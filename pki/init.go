@@ -51,32 +51,10 @@ type InitResult struct {
 // existing PKI unless opts.Force is set. All keys and certificates are made in
 // memory first, so a failure leaves the directory as it was.
 func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
-	if opts.Now.IsZero() {
-		opts.Now = time.Now()
-	}
-	if opts.Hosts == nil {
-		opts.Hosts = DefaultHosts()
-	}
-	if opts.Client == "" {
-		opts.Client = "client"
-	}
-	if _, err := ParseKeyType(string(opts.KeyType)); err != nil {
+	if err := checkInit(&opts); err != nil {
 		return nil, err
 	}
-	if opts.SelfSigned && len(opts.Passphrase) > 0 {
-		return nil, errors.New("a passphrase protects the CA key, and self-signed mode has no CA")
-	}
 	d := opts.Dir
-	if fi, err := os.Stat(string(d)); err == nil && !fi.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", string(d))
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("cannot use directory %s: %w", string(d), err)
-	}
-	if !opts.Force {
-		if m, err := d.Mode(); err == nil {
-			return nil, errorOf(fs.ErrExist, "%s already holds a %s PKI", string(d), m)
-		}
-	}
 	if err := ensureDir(string(d)); err != nil {
 		return nil, err
 	}
@@ -94,76 +72,22 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &InitResult{}
+	res := &InitResult{Mode: ModeCA}
 	var files []pendingFile
-	add := func(path string, data []byte, mode fs.FileMode) {
-		files = append(files, pendingFile{path, data, mode})
-	}
-	serverReq := LeafRequest{Profile: ProfileServer, Subject: pkix.Name{CommonName: "kvsctl server"}, Hosts: opts.Hosts}
-	clientReq := LeafRequest{Profile: ProfileClient, Subject: pkix.Name{CommonName: opts.Client}}
-
 	if opts.SelfSigned {
 		res.Mode = ModeSelfSigned
-		if res.Server, err = SelfSign(serverReq, keys[0], opts.Now); err != nil {
-			return nil, err
-		}
-		if res.Client, err = SelfSign(clientReq, keys[1], opts.Now); err != nil {
-			return nil, err
-		}
+		err = initSelfSigned(opts, keys, res)
 	} else {
-		res.Mode = ModeCA
-		ca, err := NewCA("kvsctl CA", keys[2], opts.Now)
-		if err != nil {
-			return nil, err
-		}
-		res.CA = ca.Cert
-		serverReq.PublicKey, clientReq.PublicKey = keys[0].Public(), keys[1].Public()
-		if res.Server, err = ca.Sign(serverReq, opts.Now); err != nil {
-			return nil, err
-		}
-		if res.Client, err = ca.Sign(clientReq, opts.Now); err != nil {
-			return nil, err
-		}
-		inv := &Inventory{CRLNumber: 1, Certificates: []Record{
-			NewRecord("ca", "ca", "ca.crt", ca.Cert),
-			NewRecord("server", "server", "server.crt", res.Server),
-			NewRecord("client", "client", "client.crt", res.Client),
-		}}
-		crlPEM, err := ca.SignCRL(inv.CRLNumber, nil, opts.Now, opts.CRLDays)
-		if err != nil {
-			return nil, err
-		}
-		if res.CRL, err = ParseCRL(crlPEM); err != nil {
-			return nil, err
-		}
-		caKey, err := MarshalKey(keys[2], opts.Passphrase)
-		if err != nil {
-			return nil, err
-		}
-		invData, err := inv.encode()
-		if err != nil {
-			return nil, err
-		}
-		add(d.CAKey(), caKey, KeyMode)
-		add(d.CACert(), PEMCert(ca.Cert.Raw), CertMode)
-		add(d.CRL(), crlPEM, CertMode)
-		add(d.Inventory(), invData, CertMode)
+		files, err = initCA(opts, keys, res)
 	}
-	for i, leaf := range []struct {
-		cert      *x509.Certificate
-		key       crypto.Signer
-		crt, keyf string
-	}{
-		{res.Server, keys[0], d.ServerCert(), d.ServerKey()},
-		{res.Client, keys[1], d.ClientCert(), d.ClientKey()},
-	} {
-		pemKey, err := MarshalKey(leaf.key, nil)
-		if err != nil {
-			return nil, fmt.Errorf("encode key %d: %w", i, err)
-		}
-		add(leaf.keyf, pemKey, KeyMode)
-		add(leaf.crt, PEMCert(leaf.cert.Raw), CertMode)
+	if err != nil {
+		return nil, err
 	}
+	leaves, err := leafFiles(d, res, keys[0], keys[1])
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, leaves...)
 	if err := writeAll(files, opts.Force); err != nil {
 		return nil, err
 	}
@@ -180,6 +104,122 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		res.Files = append(res.Files, f.path)
 	}
 	return res, nil
+}
+
+// checkInit fills in the defaults of opts and checks them and the
+// directory, before anything is generated or written.
+func checkInit(opts *InitOptions) error {
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	if opts.Hosts == nil {
+		opts.Hosts = DefaultHosts()
+	}
+	if opts.Client == "" {
+		opts.Client = "client"
+	}
+	if _, err := ParseKeyType(string(opts.KeyType)); err != nil {
+		return err
+	}
+	if opts.SelfSigned && len(opts.Passphrase) > 0 {
+		return errors.New("a passphrase protects the CA key, and self-signed mode has no CA")
+	}
+	d := opts.Dir
+	if fi, err := os.Stat(string(d)); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", string(d))
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cannot use directory %s: %w", string(d), err)
+	}
+	if !opts.Force {
+		if m, err := d.Mode(); err == nil {
+			return errorOf(fs.ErrExist, "%s already holds a %s PKI", string(d), m)
+		}
+	}
+	return nil
+}
+
+// leafRequests are the server's and the default client's certificates.
+func leafRequests(opts InitOptions) (server, client LeafRequest) {
+	server = LeafRequest{Profile: ProfileServer, Subject: pkix.Name{CommonName: "kvsctl server"}, Hosts: opts.Hosts}
+	client = LeafRequest{Profile: ProfileClient, Subject: pkix.Name{CommonName: opts.Client}}
+	return server, client
+}
+
+// initSelfSigned makes the self-signed server and client certificates.
+func initSelfSigned(opts InitOptions, keys []crypto.Signer, res *InitResult) error {
+	serverReq, clientReq := leafRequests(opts)
+	var err error
+	if res.Server, err = SelfSign(serverReq, keys[0], opts.Now); err != nil {
+		return err
+	}
+	res.Client, err = SelfSign(clientReq, keys[1], opts.Now)
+	return err
+}
+
+// initCA makes the CA (with keys[2]), has it sign the server and client
+// certificates, and returns the CA's files: its key and certificate, the
+// empty CRL and the inventory.
+func initCA(opts InitOptions, keys []crypto.Signer, res *InitResult) ([]pendingFile, error) {
+	d := opts.Dir
+	ca, err := NewCA("kvsctl CA", keys[2], opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	res.CA = ca.Cert
+	serverReq, clientReq := leafRequests(opts)
+	serverReq.PublicKey, clientReq.PublicKey = keys[0].Public(), keys[1].Public()
+	if res.Server, err = ca.Sign(serverReq, opts.Now); err != nil {
+		return nil, err
+	}
+	if res.Client, err = ca.Sign(clientReq, opts.Now); err != nil {
+		return nil, err
+	}
+	inv := &Inventory{CRLNumber: 1, Certificates: []Record{
+		NewRecord("ca", "ca", "ca.crt", ca.Cert),
+		NewRecord("server", "server", "server.crt", res.Server),
+		NewRecord("client", "client", "client.crt", res.Client),
+	}}
+	crlPEM, err := ca.SignCRL(inv.CRLNumber, nil, opts.Now, opts.CRLDays)
+	if err != nil {
+		return nil, err
+	}
+	if res.CRL, err = ParseCRL(crlPEM); err != nil {
+		return nil, err
+	}
+	caKey, err := MarshalKey(keys[2], opts.Passphrase)
+	if err != nil {
+		return nil, err
+	}
+	invData, err := inv.encode()
+	if err != nil {
+		return nil, err
+	}
+	return []pendingFile{
+		{d.CAKey(), caKey, KeyMode},
+		{d.CACert(), PEMCert(ca.Cert.Raw), CertMode},
+		{d.CRL(), crlPEM, CertMode},
+		{d.Inventory(), invData, CertMode},
+	}, nil
+}
+
+// leafFiles are the key and certificate files of the server and the client.
+func leafFiles(d Dir, res *InitResult, serverKey, clientKey crypto.Signer) ([]pendingFile, error) {
+	var files []pendingFile
+	for _, leaf := range []struct {
+		cert      *x509.Certificate
+		key       crypto.Signer
+		crt, keyf string
+	}{
+		{res.Server, serverKey, d.ServerCert(), d.ServerKey()},
+		{res.Client, clientKey, d.ClientCert(), d.ClientKey()},
+	} {
+		pemKey, err := MarshalKey(leaf.key, nil)
+		if err != nil {
+			return nil, fmt.Errorf("encode the key of %s: %w", leaf.crt, err)
+		}
+		files = append(files, pendingFile{leaf.keyf, pemKey, KeyMode}, pendingFile{leaf.crt, PEMCert(leaf.cert.Raw), CertMode})
+	}
+	return files, nil
 }
 
 // generateKeys makes n keys of type t in parallel: RSA generation dominates

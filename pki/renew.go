@@ -53,6 +53,57 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
+	r, err := checkRenewal(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.loadOldKey(); err != nil {
+		return nil, err
+	}
+	var ca *CA
+	if !r.selfSigned {
+		// Check the CA (passphrase, validity, issuer) before generating keys.
+		if ca, err = LoadCA(o.Dir, o.Passphrase, o.Now); err != nil {
+			return nil, err
+		}
+		if err := r.out.Old.CheckSignatureFrom(ca.Cert); err != nil {
+			return nil, fmt.Errorf("%s was not issued by the CA in %s", o.CertFile, string(o.Dir))
+		}
+	}
+	files, err := r.newKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req := r.request()
+	if r.selfSigned {
+		if r.out.New, err = SelfSign(req, r.key, o.Now); err != nil {
+			return nil, err
+		}
+		files = append(files, pendingFile{o.CertFile, PEMCert(r.out.New.Raw), CertMode})
+		if err := replaceFiles(files); err != nil {
+			return nil, err
+		}
+		return r.out, nil
+	}
+	if r.out.New, err = ca.Sign(req, o.Now); err != nil {
+		return nil, err
+	}
+	files = append(files, pendingFile{o.CertFile, PEMCert(r.out.New.Raw), CertMode})
+	return r.out, r.record(ca, files)
+}
+
+// renewal is one Renew in progress.
+type renewal struct {
+	o          RenewOptions
+	out        *Renewed
+	selfSigned bool
+	keyFile    string        // the key next to the certificate
+	key        crypto.Signer // the key the new certificate is for; nil: the old public key, without its private key
+}
+
+// checkRenewal loads the old certificate and checks that it can be renewed
+// where it is.
+func checkRenewal(o RenewOptions) (*renewal, error) {
 	old, err := LoadCert(o.CertFile)
 	if err != nil {
 		return nil, err
@@ -68,41 +119,78 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 	if err != nil {
 		return nil, err
 	}
-	selfSigned := IsSelfSigned(old)
-	if mode == ModeSelfSigned && !selfSigned {
+	r := &renewal{o: o, out: &Renewed{Old: old, Profile: profile, CertFile: o.CertFile}, selfSigned: IsSelfSigned(old)}
+	if mode == ModeSelfSigned && !r.selfSigned {
 		return nil, fmt.Errorf("%s is not self-signed and %s has no CA to renew it with", o.CertFile, string(o.Dir))
 	}
-	if selfSigned && o.RevokeOld {
+	if r.selfSigned && o.RevokeOld {
 		return nil, errorOf(ErrSelfSignedPKI, "revoking the old certificate needs a CA and a CRL: a self-signed certificate cannot be revoked")
 	}
+	r.keyFile = strings.TrimSuffix(o.CertFile, filepath.Ext(o.CertFile)) + ".key"
+	return r, nil
+}
 
-	keyFile := strings.TrimSuffix(o.CertFile, filepath.Ext(o.CertFile)) + ".key"
-	var oldKey crypto.Signer
-	if _, err := os.Stat(keyFile); err == nil {
-		if oldKey, err = LoadKey(keyFile, nil); err != nil {
-			return nil, err
+// loadOldKey reads the key next to the certificate, when there is one, and
+// checks that it matches; a missing key is allowed only when the old key is
+// reused for a CA-signed certificate (a signed CSR, whose key is not ours).
+func (r *renewal) loadOldKey() error {
+	o := r.o
+	if _, err := os.Stat(r.keyFile); err == nil {
+		if r.key, err = LoadKey(r.keyFile, nil); err != nil {
+			return err
 		}
-		if !KeyMatches(old, oldKey) {
-			return nil, fmt.Errorf("key %s does not match certificate %s", keyFile, o.CertFile)
+		if !KeyMatches(r.out.Old, r.key) {
+			return fmt.Errorf("key %s does not match certificate %s", r.keyFile, o.CertFile)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read key %s: %w", keyFile, err)
+		return fmt.Errorf("read key %s: %w", r.keyFile, err)
 	}
-	if oldKey == nil && (selfSigned || !o.ReuseKey) {
-		if selfSigned {
-			return nil, fmt.Errorf("no key %s next to %s: a self-signed certificate cannot be renewed without its key", keyFile, o.CertFile)
+	if r.key == nil && (r.selfSigned || !o.ReuseKey) {
+		if r.selfSigned {
+			return fmt.Errorf("no key %s next to %s: a self-signed certificate cannot be renewed without its key", r.keyFile, o.CertFile)
 		}
-		return nil, errorOf(ErrNoKeyFile, "no key %s next to %s (a signed CSR?): keep the old key, or sign a new CSR", keyFile, o.CertFile)
+		return errorOf(ErrNoKeyFile, "no key %s next to %s (a signed CSR?): keep the old key, or sign a new CSR", r.keyFile, o.CertFile)
 	}
+	return nil
+}
 
-	days := o.Days
+// newKey makes a key of the old key's type, unless the old key is reused,
+// and returns the key file to write.
+func (r *renewal) newKey(ctx context.Context) ([]pendingFile, error) {
+	var err error
+	if r.out.KeyType, err = KeyTypeOf(r.out.Old.PublicKey); err != nil && !r.o.ReuseKey {
+		return nil, fmt.Errorf("%s: %w: %w", r.o.CertFile, err, ErrNoKeyFile)
+	}
+	if r.o.ReuseKey {
+		return nil, nil
+	}
+	keys, err := generateKeys(ctx, r.out.KeyType, 1)
+	if err != nil {
+		return nil, err
+	}
+	r.key, r.out.KeyFile = keys[0], r.keyFile
+	pemKey, err := MarshalKey(r.key, nil)
+	if err != nil {
+		return nil, err
+	}
+	return []pendingFile{{r.keyFile, pemKey, KeyMode}}, nil
+}
+
+// request is the old certificate's subject, SANs and usage with the new
+// validity and key.
+func (r *renewal) request() LeafRequest {
+	old := r.out.Old
+	days := r.o.Days
 	if days == 0 {
 		days = int((old.NotAfter.Sub(old.NotBefore) - backdate + 12*time.Hour) / (24 * time.Hour))
 		days = max(1, min(days, MaxLeafDays))
 	}
 	req := LeafRequest{
-		Profile: profile, Subject: old.Subject, Emails: old.EmailAddresses,
-		Days: days, rawSubject: old.RawSubject,
+		Profile: r.out.Profile, Subject: old.Subject, Emails: old.EmailAddresses,
+		Days: days, rawSubject: old.RawSubject, PublicKey: old.PublicKey,
+	}
+	if r.key != nil {
+		req.PublicKey = r.key.Public()
 	}
 	req.Hosts = append(req.Hosts, old.DNSNames...)
 	for _, ip := range old.IPAddresses {
@@ -111,79 +199,33 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 	for _, u := range old.URIs {
 		req.URIs = append(req.URIs, u.String())
 	}
+	return req
+}
 
-	var ca *CA
-	if !selfSigned {
-		// Check the CA (passphrase, validity, issuer) before generating keys.
-		if ca, err = LoadCA(o.Dir, o.Passphrase, o.Now); err != nil {
-			return nil, err
-		}
-		if err := old.CheckSignatureFrom(ca.Cert); err != nil {
-			return nil, fmt.Errorf("%s was not issued by the CA in %s", o.CertFile, string(o.Dir))
-		}
-	}
-	out := &Renewed{Old: old, Profile: profile, CertFile: o.CertFile}
-	newKey := oldKey
-	if out.KeyType, err = KeyTypeOf(old.PublicKey); err != nil && !o.ReuseKey {
-		return nil, fmt.Errorf("%s: %w: %w", o.CertFile, err, ErrNoKeyFile)
-	}
-	if !o.ReuseKey {
-		keys, err := generateKeys(ctx, out.KeyType, 1)
-		if err != nil {
-			return nil, err
-		}
-		newKey = keys[0]
-		out.KeyFile = keyFile
-	}
-	var files []pendingFile
-	if out.KeyFile != "" {
-		pemKey, err := MarshalKey(newKey, nil)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, pendingFile{keyFile, pemKey, KeyMode})
-	}
-
-	if selfSigned {
-		if out.New, err = SelfSign(req, newKey, o.Now); err != nil {
-			return nil, err
-		}
-		files = append(files, pendingFile{o.CertFile, PEMCert(out.New.Raw), CertMode})
-		if err := replaceFiles(files); err != nil {
-			return nil, err
-		}
-		return out, nil
-	}
-
-	if newKey != nil {
-		req.PublicKey = newKey.Public()
-	} else {
-		req.PublicKey = old.PublicKey
-	}
-	if out.New, err = ca.Sign(req, o.Now); err != nil {
-		return nil, err
-	}
-	files = append(files, pendingFile{o.CertFile, PEMCert(out.New.Raw), CertMode})
-
+// record writes the new certificate and key with the inventory (the old
+// record marked replaced, and revoked with RevokeOld, which also writes a
+// new CRL), all under the directory lock and all or nothing.
+func (r *renewal) record(ca *CA, files []pendingFile) error {
+	o, old, out := r.o, r.out.Old, r.out
 	unlock, err := o.Dir.lock()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
 	inv, err := o.Dir.LoadInventory()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	name := strings.TrimSuffix(filepath.Base(o.CertFile), filepath.Ext(o.CertFile))
 	rec := inv.Find(SerialHex(old))
 	if rec != nil {
 		name = rec.Name
 		if rec.RevokedAt != nil {
-			return nil, fmt.Errorf("%s (serial %s) was revoked on %s: issue a new certificate instead", o.CertFile, rec.Serial, rec.RevokedAt.Format(time.RFC3339))
+			return fmt.Errorf("%s (serial %s) was revoked on %s: issue a new certificate instead", o.CertFile, rec.Serial, rec.RevokedAt.Format(time.RFC3339))
 		}
 	}
 	rel := relPath(string(o.Dir), o.CertFile)
-	out.Record = NewRecord(name, string(profile), rel, out.New)
+	out.Record = NewRecord(name, string(out.Profile), rel, out.New)
 	if rec != nil {
 		rec.ReplacedBy = out.Record.Serial
 		if o.RevokeOld {
@@ -193,32 +235,29 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 	} else if o.RevokeOld {
 		// Not in the inventory (it was lost or rebuilt): record the old
 		// certificate so that the CRL can list it.
-		r := NewRecord(name, string(profile), rel, old)
+		old := NewRecord(name, string(out.Profile), rel, old)
 		t := o.Now.UTC().Truncate(time.Second)
-		r.RevokedAt, r.Reason, r.ReplacedBy = &t, "superseded", out.Record.Serial
-		inv.Certificates = append(inv.Certificates, r)
+		old.RevokedAt, old.Reason, old.ReplacedBy = &t, "superseded", out.Record.Serial
+		inv.Certificates = append(inv.Certificates, old)
 	}
 	inv.Certificates = append(inv.Certificates, out.Record)
 	if o.RevokeOld {
 		crlPEM, rl, err := ca.nextCRL(inv, o.CRLDays, o.Now)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out.CRL = rl
 		files = append(files, pendingFile{o.Dir.CRL(), crlPEM, CertMode})
 	}
 	invData, err := inv.encode()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// The inventory goes first, so that a CRL write that fails after it is
-	// repaired by the next 'kvsctl pki crl'; replaceFiles puts back every
-	// file on failure anyway.
+	// repaired by the next re-signing; replaceFiles puts back every file on
+	// failure anyway.
 	files = slices.Insert(files, 0, pendingFile{o.Dir.Inventory(), invData, CertMode})
-	if err := replaceFiles(files); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return replaceFiles(files)
 }
 
 // profileOf tells the profile of a leaf from its extended key usage.

@@ -2,17 +2,12 @@ package loadgen
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"math/rand/v2"
-	"net/http/httptrace"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/kvsctl/kvsctl/kvs"
 	"github.com/kvsctl/kvsctl/kvs/client"
 )
 
@@ -146,23 +141,6 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// worker is the state of one concurrent client; only its goroutine writes
-// it until the run ends.
-type worker struct {
-	client   *client.Client
-	rng      *rand.Rand
-	value    []byte
-	hist     histogram
-	errs     map[string]int64
-	byOp     map[Op]int64
-	firstErr error
-
-	// Set from the transport's dial goroutines.
-	handshakes atomic.Int64
-	resumed    atomic.Int64
-	proto      atomic.Pointer[string]
-}
-
 // Run preloads the keyspace if asked, then sends requests until the
 // duration passes or the number of requests is reached, and returns the
 // figures. A request error is counted, not returned; Run returns an error
@@ -181,230 +159,35 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-
-	workers := make([]*worker, cfg.Clients)
-	for i := range workers {
-		cc := cfg.Client
-		cc.TLSConfig = tlsCfg
-		c, err := client.New(cc)
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-		value := make([]byte, cfg.ValueSize)
-		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
-		for j := range value {
-			value[j] = byte(rng.Uint32())
-		}
-		workers[i] = &worker{client: c, rng: rng, value: value, errs: map[string]int64{}, byOp: map[Op]int64{}}
+	workers, err := newWorkers(cfg, tlsCfg)
+	if err != nil {
+		return nil, err
 	}
-
-	var (
-		stop   atomic.Bool
-		issued atomic.Int64
-		done   atomic.Int64
-		failed atomic.Int64
-		wg     sync.WaitGroup
-	)
+	defer func() {
+		for _, w := range workers {
+			w.client.Close()
+		}
+	}()
+	r := &run{cfg: cfg}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
 	if cfg.Duration > 0 {
-		t := time.AfterFunc(cfg.Duration, func() { stop.Store(true) })
+		t := time.AfterFunc(cfg.Duration, func() { r.stop.Store(true) })
 		defer t.Stop()
 	}
+	var wg sync.WaitGroup
 	for _, w := range workers {
-		wg.Go(func() {
-			trace := &httptrace.ClientTrace{TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
-				if err != nil {
-					return
-				}
-				w.handshakes.Add(1)
-				if cs.DidResume {
-					w.resumed.Add(1)
-				}
-				w.proto.CompareAndSwap(nil, &cs.NegotiatedProtocol)
-			}}
-			rctx := httptrace.WithClientTrace(runCtx, trace)
-			for !stop.Load() && runCtx.Err() == nil {
-				if cfg.Requests > 0 && issued.Add(1) > cfg.Requests {
-					return
-				}
-				op := cfg.Op
-				if op == OpMixed {
-					op = cfg.Mix.pick(w.rng.IntN(cfg.Mix.total()))
-				}
-				t0 := time.Now()
-				err := w.do(rctx, op, cfg)
-				d := time.Since(t0)
-				if err != nil {
-					if runCtx.Err() != nil {
-						return // interrupted: not a server error
-					}
-					w.errs[ErrorKind(err)]++
-					if w.firstErr == nil {
-						w.firstErr = err
-					}
-					failed.Add(1)
-				} else {
-					w.hist.record(d)
-					w.byOp[op]++
-				}
-				done.Add(1)
-			}
-		})
+		wg.Go(func() { r.work(runCtx, w) })
 	}
-
 	finished := make(chan struct{})
 	var pwg sync.WaitGroup
 	if cfg.Progress != nil {
-		pwg.Go(func() {
-			t := time.NewTicker(cfg.ProgressInterval)
-			defer t.Stop()
-			last, lastAt := int64(0), start
-			for {
-				select {
-				case <-finished:
-					return
-				case now := <-t.C:
-					n, e := done.Load(), failed.Load()
-					p := Progress{Elapsed: now.Sub(start), Requests: n, Errors: e}
-					p.RPS = float64((n-e)-last) / now.Sub(lastAt).Seconds()
-					last, lastAt = n-e, now
-					if cfg.Duration > 0 {
-						p.Done = min(float64(p.Elapsed)/float64(cfg.Duration), 1)
-					} else {
-						p.Done = min(float64(n)/float64(cfg.Requests), 1)
-					}
-					cfg.Progress(p)
-				}
-			}
-		})
+		pwg.Go(func() { r.report(start, finished) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	close(finished)
 	pwg.Wait()
-
-	r := &Result{
-		Server: cfg.Client.Server, Op: cfg.Op, Clients: cfg.Clients, ValueSize: cfg.ValueSize, Keys: cfg.Keys,
-		NewConn: cfg.Client.NewConn, Resume: tlsCfg.ClientSessionCache != nil,
-		Elapsed: elapsed.Seconds(), ErrorKind: map[string]int64{}, ByOp: map[Op]int64{},
-	}
-	if cfg.Op == OpMixed {
-		r.Mix = cfg.Mix.String()
-	}
-	var h histogram
-	for _, w := range workers {
-		h.merge(&w.hist)
-		for k, n := range w.errs {
-			r.ErrorKind[k] += n
-			r.Errors += n
-		}
-		for op, n := range w.byOp {
-			r.ByOp[op] += n
-		}
-		r.Handshakes += w.handshakes.Load()
-		r.Resumed += w.resumed.Load()
-		if p := w.proto.Load(); r.Protocol == "" && p != nil {
-			r.Protocol = *p
-		}
-		if r.FirstError == "" && w.firstErr != nil {
-			r.FirstError = w.firstErr.Error()
-		}
-	}
-	if r.Protocol == "" && r.Handshakes > 0 {
-		r.Protocol = "http/1.1" // no ALPN offered or chosen
-	}
-	r.OK = h.n
-	r.Requests = r.OK + r.Errors
-	if elapsed > 0 {
-		r.RPS = float64(r.OK) / elapsed.Seconds()
-	}
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	r.Latency = Latency{
-		P50: ms(h.quantile(0.50)), P90: ms(h.quantile(0.90)), P99: ms(h.quantile(0.99)),
-		Max: ms(time.Duration(h.max)), Mean: ms(h.mean()),
-	}
-	return r, nil
-}
-
-// do sends one request of kind op on a random key.
-func (w *worker) do(ctx context.Context, op Op, cfg Config) error {
-	key := Key(w.rng.IntN(cfg.Keys))
-	switch op {
-	case OpPut:
-		_, err := w.client.Put(ctx, key, w.value, kvs.Cond{})
-		return err
-	case OpList:
-		_, _, err := w.client.List(ctx, "", key, cfg.ListPage)
-		return err
-	}
-	_, err := w.client.Get(ctx, key)
-	return err
-}
-
-// preload writes every key once over keep-alive connections, whatever the
-// run's connection settings.
-func preload(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
-	cc := cfg.Client
-	cc.NewConn, cc.TLSConfig = false, tlsCfg
-	var (
-		next     atomic.Int64
-		firstErr error
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-	)
-	value := make([]byte, cfg.ValueSize)
-	rng := rand.New(rand.NewPCG(cfg.Seed, 1<<32))
-	for j := range value {
-		value[j] = byte(rng.Uint32())
-	}
-	for range min(cfg.Clients, cfg.Keys) {
-		c, err := client.New(cc)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() {
-			defer c.Close()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= cfg.Keys || ctx.Err() != nil {
-					return
-				}
-				if _, err := c.Put(ctx, Key(i), value, kvs.Cond{}); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("preload key %s: %w", Key(i), err)
-					}
-					mu.Unlock()
-					next.Store(int64(cfg.Keys)) // stop the others
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
-}
-
-// sharedTLS is the TLS configuration every client of a run shares (and so
-// its session cache): cc.TLSConfig, or one loaded from cc.Files. With
-// NoResume it has no session cache.
-func sharedTLS(cc client.Config) (*tls.Config, error) {
-	cfg := cc.TLSConfig
-	if cfg == nil {
-		var err error
-		if cfg, err = cc.Files.ClientConfig(cc.TLS); err != nil {
-			return nil, err
-		}
-	}
-	if cc.TLS.NoResume {
-		cfg = cfg.Clone()
-		cfg.ClientSessionCache = nil
-	}
-	return cfg, nil
+	return summarize(cfg, workers, elapsed, tlsCfg.ClientSessionCache != nil), nil
 }

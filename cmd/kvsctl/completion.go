@@ -88,7 +88,7 @@ func manCommand() *cli.Command {
 			if _, err := args(c, 0, 0); err != nil {
 				return err
 			}
-			s, err := c.App.ToMan()
+			s, err := c.App.ToManWithSection(1)
 			if err != nil {
 				return fmt.Errorf("man page: %w", err)
 			}

@@ -3,7 +3,6 @@ package attack
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +10,8 @@ import (
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs"
-	"github.com/kvsctl/kvsctl/kvs/bolt"
 	"github.com/kvsctl/kvsctl/kvs/server"
+	"github.com/kvsctl/kvsctl/kvs/server/servertest"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -32,20 +31,8 @@ func startRemote(t *testing.T, withPolicy bool) *remoteServer {
 
 func startRemoteMode(t *testing.T, withPolicy, selfSigned bool) *remoteServer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	d := pki.Dir(filepath.Join(t.TempDir(), "certs"))
-	if _, err := pki.Init(ctx, pki.InitOptions{Dir: d, SelfSigned: selfSigned, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
-		t.Fatal(err)
-	}
-	files, err := d.ServerFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := bolt.Open(ctx, filepath.Join(t.TempDir(), "kvs.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := server.Config{Files: files, Store: store, ReloadInterval: 50 * time.Millisecond}
+	d := servertest.PKI(t, selfSigned)
+	cfg := server.Config{ReloadInterval: 50 * time.Millisecond}
 	if withPolicy {
 		pf := filepath.Join(t.TempDir(), "policy.yaml")
 		if err := os.WriteFile(pf, []byte("identities:\n  client:\n    prefixes: [\"\"]\n    operations: [read, write, delete, list]\n"), 0o600); err != nil {
@@ -53,24 +40,8 @@ func startRemoteMode(t *testing.T, withPolicy, selfSigned bool) *remoteServer {
 		}
 		cfg.PolicyFile = pf
 	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		store.Close()
-	})
-	return &remoteServer{addr: ln.Addr().String(), dir: d, store: store}
+	srv := servertest.Start(t, d, cfg)
+	return &remoteServer{addr: srv.Addr, dir: d, store: srv.Store}
 }
 
 // clientOnlyDir copies what a client machine holds: the CA certificate and

@@ -95,11 +95,8 @@ func attackDemoCommand() *cli.Command {
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			if _, err := args(c, 0, 0); err != nil {
+			if err := attackArgs(c); err != nil {
 				return err
-			}
-			if _, err := attack.Select(c.StringSlice("scenario")); err != nil {
-				return usageError{err}
 			}
 			rep, err := attack.Demo(c.Context, attack.DemoOptions{
 				Store:     c.String("store"),
@@ -145,11 +142,8 @@ func attackRunCommand() *cli.Command {
 			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			if _, err := args(c, 0, 0); err != nil {
+			if err := attackArgs(c); err != nil {
 				return err
-			}
-			if _, err := attack.Select(c.StringSlice("scenario")); err != nil {
-				return usageError{err}
 			}
 			if c.Duration("revocation-wait") <= 0 {
 				return usagef("--revocation-wait must be positive")
@@ -173,6 +167,18 @@ func attackRunCommand() *cli.Command {
 			return finishAttack(c, rep, err)
 		},
 	}
+}
+
+// attackArgs checks that demo and run got no arguments and scenarios that
+// exist.
+func attackArgs(c *cli.Context) error {
+	if _, err := args(c, 0, 0); err != nil {
+		return err
+	}
+	if _, err := attack.Select(c.StringSlice("scenario")); err != nil {
+		return usageError{err}
+	}
+	return nil
 }
 
 // progressPrinter writes one line per set-up step and per finished

@@ -48,6 +48,20 @@ func condOf(c *cli.Context) (kvs.Cond, error) {
 	return cond, nil
 }
 
+// withClient runs fn with a client built from the flags, closed after it;
+// an error of fn is wrapped by clientError with what.
+func withClient(c *cli.Context, what string, fn func(*client.Client) error) error {
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := fn(cl); err != nil {
+		return clientError(what, err)
+	}
+	return nil
+}
+
 // clientError says what was being done; main adds the hint for the usual
 // mistakes. The error still matches the kvs sentinels, for the exit code.
 func clientError(what string, err error) error {
@@ -75,14 +89,12 @@ func getCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := newClient(c)
-			if err != nil {
+			var e kvs.Entry
+			if err := withClient(c, fmt.Sprintf("get %q", key), func(cl *client.Client) (err error) {
+				e, err = cl.Get(c.Context, key)
 				return err
-			}
-			defer cl.Close()
-			e, err := cl.Get(c.Context, key)
-			if err != nil {
-				return clientError(fmt.Sprintf("get %q", key), err)
+			}); err != nil {
+				return err
 			}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, struct {
@@ -124,14 +136,12 @@ func putCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := newClient(c)
-			if err != nil {
+			var v int64
+			if err := withClient(c, fmt.Sprintf("put %q", key), func(cl *client.Client) (err error) {
+				v, err = cl.Put(c.Context, key, value, cond)
 				return err
-			}
-			defer cl.Close()
-			v, err := cl.Put(c.Context, key, value, cond)
-			if err != nil {
-				return clientError(fmt.Sprintf("put %q", key), err)
+			}); err != nil {
+				return err
 			}
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, kvs.PutResponse{Key: key, Version: v})
@@ -186,15 +196,9 @@ func deleteCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			if err := cl.Delete(c.Context, key, cond); err != nil {
-				return clientError(fmt.Sprintf("delete %q", key), err)
-			}
-			return nil
+			return withClient(c, fmt.Sprintf("delete %q", key), func(cl *client.Client) error {
+				return cl.Delete(c.Context, key, cond)
+			})
 		},
 	})
 }
@@ -230,29 +234,27 @@ func listCommand() *cli.Command {
 			if page < 1 || page > kvs.MaxPageSize {
 				return usagef("--page-size must be from 1 to %d", kvs.MaxPageSize)
 			}
-			cl, err := newClient(c)
-			if err != nil {
+			out := &jsonArray{w: c.App.Writer}
+			err = withClient(c, fmt.Sprintf("list %q", prefix), func(cl *client.Client) error {
+				for k, err := range cl.Keys(c.Context, prefix, page, limit) {
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						err = out.add(k)
+					} else {
+						_, err = fmt.Fprintln(c.App.Writer, safe(k.Key))
+					}
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil || !c.Bool("json") {
 				return err
 			}
-			defer cl.Close()
-			out := &jsonArray{w: c.App.Writer}
-			for k, err := range cl.Keys(c.Context, prefix, page, limit) {
-				if err != nil {
-					return clientError(fmt.Sprintf("list %q", prefix), err)
-				}
-				if c.Bool("json") {
-					err = out.add(k)
-				} else {
-					_, err = fmt.Fprintln(c.App.Writer, safe(k.Key))
-				}
-				if err != nil {
-					return err
-				}
-			}
-			if c.Bool("json") {
-				return out.close()
-			}
-			return nil
+			return out.close()
 		},
 	})
 }

@@ -3,15 +3,14 @@ package loadgen
 import (
 	"context"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kvsctl/kvsctl/kvs/bolt"
 	"github.com/kvsctl/kvsctl/kvs/client"
 	"github.com/kvsctl/kvsctl/kvs/postgres"
 	"github.com/kvsctl/kvsctl/kvs/server"
+	"github.com/kvsctl/kvsctl/kvs/server/servertest"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -25,11 +24,7 @@ type testEnv struct {
 
 func startEnv(t *testing.T) *testEnv {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	d := pki.Dir(filepath.Join(t.TempDir(), "certs"))
-	if _, err := pki.Init(ctx, pki.InitOptions{Dir: d, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
-		t.Fatal(err)
-	}
+	d := servertest.PKI(t, false)
 	sf, err := d.ServerFiles()
 	if err != nil {
 		t.Fatal(err)
@@ -38,35 +33,21 @@ func startEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := bolt.Open(ctx, filepath.Join(t.TempDir(), "kvs.db"), bolt.Options{})
+	srv := servertest.Start(t, d, server.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Files: sf, Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln1, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 2)
-	go func() { done <- srv.Run(ctx, ln1) }()
-	go func() { done <- server.ServeBare(ctx, ln2, sf, server.TLSOptions{}) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- server.ServeBare(ctx, ln, sf, server.TLSOptions{}) }()
 	t.Cleanup(func() {
 		cancel()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
+		if err := <-done; err != nil {
+			t.Errorf("bare server: %v", err)
 		}
-		store.Close()
 	})
-	return &testEnv{client: cf, kvs: ln1.Addr().String(), bare: ln2.Addr().String()}
+	return &testEnv{client: cf, kvs: srv.Addr, bare: ln.Addr().String()}
 }
 
 func (e *testEnv) config(addr string) Config {

@@ -18,6 +18,11 @@ import (
 	"github.com/kvsctl/kvsctl/pki"
 )
 
+// defaultMaxConns bounds the connections of kvsctl serve: at about 50 KiB
+// per idle mutual-TLS connection (docs/performance.md), 10,000 cost some
+// 500 MiB.
+const defaultMaxConns = 10_000
+
 func serveCommand() *cli.Command {
 	return withConfig(&cli.Command{
 		Name: "serve",
@@ -32,6 +37,9 @@ func serveCommand() *cli.Command {
 			"Stores: bolt:PATH (embedded, the default) or postgres://USER@HOST/DB. Keep a database\n" +
 			"password off the command line: put the URL in KVS_STORE, or leave the password out and\n" +
 			"use PGPASSWORD or ~/.pgpass (PGPASSFILE). kvsctl never prints it.\n\n" +
+			"Memory per client is bounded: at most --max-conns connections (default 10000), at most\n" +
+			"100 concurrent HTTP/2 streams on each, headers of at most 64 KiB, and a request body is\n" +
+			"buffered as its bytes arrive (never more than --max-value), not as its header announces.\n\n" +
 			"Every flag can also be set as KVS_<FLAG> (KVS_LISTEN, KVS_STORE, KVS_POLICY, ...) or in\n" +
 			"the YAML file of --config (listen: 0.0.0.0:7443); a flag wins over the environment,\n" +
 			"which wins over the file.\n\n" +
@@ -51,7 +59,7 @@ func serveCommand() *cli.Command {
 			durationFlag("statement-timeout", postgres.DefaultStatementTimeout, "bound on every store operation; a slower store answers 503"),
 			&cli.StringFlag{Name: "policy", EnvVars: env("policy"), Usage: "access policy file (YAML or JSON); without one every client of the CA has full access"},
 			&cli.StringFlag{Name: "max-value", Value: "1MiB", EnvVars: env("max-value"), Usage: "largest value accepted (bytes, or with KiB/MiB)"},
-			&cli.IntFlag{Name: "max-conns", EnvVars: env("max-conns"), Usage: "concurrent connections (0: unlimited)"},
+			&cli.IntFlag{Name: "max-conns", Value: defaultMaxConns, EnvVars: env("max-conns"), Usage: "concurrent connections, handshakes included; more wait to be accepted (0: unlimited)"},
 			durationFlag("read-header-timeout", server.DefaultReadHeaderTimeout, "time to read the TLS handshake and the request headers"),
 			durationFlag("read-timeout", server.DefaultReadTimeout, "time to read a whole request"),
 			durationFlag("write-timeout", server.DefaultWriteTimeout, "time to write a response"),

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -200,26 +201,46 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, key string) (int
 	return http.StatusNoContent, 0
 }
 
-// readBody reads the request body up to max bytes; a known Content-Length is
-// read into a buffer of exactly that size.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, max)
-	if r.ContentLength >= 0 {
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, badRequest{"request body shorter than its Content-Length"}
+// bodyChunk is the most readBody allocates before the bytes arrive: a
+// header that announces a large body reserves nothing more until the body
+// comes (a value of up to bodyChunk bytes is read into one buffer of its
+// exact size).
+const bodyChunk = 64 << 10
+
+// readBody reads the request body up to limit bytes into a buffer that grows
+// with what arrives, never beyond the announced Content-Length.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	want := r.ContentLength // -1: unknown
+	buf := make([]byte, 0, min(max(want, 0), bodyChunk))
+	for want < 0 || int64(len(buf)) < want {
+		if len(buf) == cap(buf) {
+			grow := max(cap(buf), 512)
+			if want >= 0 {
+				grow = int(min(int64(grow), want-int64(len(buf))))
+			}
+			buf = slices.Grow(buf, grow)
 		}
-		return buf, nil
-	}
-	b, err := io.ReadAll(body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, errTooLarge
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
 		}
-		return nil, badRequest{"could not read the request body"}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, errTooLarge
+			}
+			if want >= 0 {
+				return nil, badRequest{"request body shorter than its Content-Length"}
+			}
+			return nil, badRequest{"could not read the request body"}
+		}
 	}
-	return b, nil
+	if want >= 0 && int64(len(buf)) != want {
+		return nil, badRequest{"request body shorter than its Content-Length"}
+	}
+	return buf, nil
 }
 
 func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }

@@ -42,7 +42,7 @@ type Config struct {
 	PolicyFile string
 
 	MaxValue int64 // largest value in bytes; 0 means DefaultMaxValue
-	MaxConns int   // concurrent connections; 0 means unlimited
+	MaxConns int   // concurrent connections, handshakes included (more wait to be accepted); 0 means unlimited
 
 	ReadHeaderTimeout time.Duration // also bounds the TLS handshake; 0 means DefaultReadHeaderTimeout
 	ReadTimeout       time.Duration // 0 means DefaultReadTimeout

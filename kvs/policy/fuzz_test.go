@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"net/url"
 	"testing"
 )
 
@@ -10,7 +11,7 @@ import (
 // --policy file. It must not panic; a policy it accepts must render to JSON
 // (MarshalJSON) that parses back to a policy making the same decisions. The
 // seed corpus is in testdata/fuzz/FuzzParsePolicy.
-func FuzzParse(f *testing.F) {
+func FuzzParsePolicy(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {
@@ -19,7 +20,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if p == nil || len(p.rules) == 0 {
+		if p == nil || p.Len() == 0 {
 			t.Fatal("ParsePolicy accepted a policy with no identities")
 		}
 		js, err := p.MarshalJSON()
@@ -37,29 +38,51 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the policy's own JSON does not parse: %v\n%s", err, js)
 		}
-		for id, r := range p.rules {
-			c := &x509.Certificate{Subject: pkix.Name{CommonName: id}}
+		for _, e := range p.entries {
+			c := certFor(e.id)
 			keys := []string{"", "x", "\xff"}
-			for _, pre := range r.prefixes {
+			for _, pre := range e.prefixes {
 				keys = append(keys, pre, pre+"x")
 				if len(pre) > 0 {
 					keys = append(keys, pre[:len(pre)-1])
 				}
 			}
-			for _, op := range []Op{OpRead, OpWrite, OpDelete, OpList, "other"} {
+			for _, op := range append(Ops, "other") {
 				for _, k := range keys {
-					a, b := p.Allow(c, op, k), q.Allow(c, op, k)
+					_, a := p.Allow(Peer{Cert: c}, op, k)
+					_, b := q.Allow(Peer{Cert: c}, op, k)
 					if (a == nil) != (b == nil) {
-						t.Fatalf("identity %q %s %q: policy says %v, its JSON says %v\n%s", id, op, k, a, b, js)
+						t.Fatalf("identity %q %s %q: policy says %v, its JSON says %v\n%s", e.name, op, k, a, b, js)
 					}
 				}
 			}
 		}
 		stranger := &x509.Certificate{Subject: pkix.Name{CommonName: "\x00not-an-identity"}}
-		if _, ok := p.rules[stranger.Subject.CommonName]; !ok && p.Allow(stranger, OpRead, "x") == nil {
-			t.Fatal("an identity not in the policy was allowed")
+		if _, ok := p.byID[Identity{KindCN, stranger.Subject.CommonName}]; !ok {
+			if _, err := p.Allow(Peer{Cert: stranger}, OpRead, "x"); err == nil {
+				t.Fatal("an identity not in the policy was allowed")
+			}
 		}
 	})
+}
+
+// certFor is a certificate that carries id, for the check that a policy
+// and its JSON decide the same.
+func certFor(id Identity) *x509.Certificate {
+	c := &x509.Certificate{Subject: pkix.Name{CommonName: "x"}}
+	switch id.Kind {
+	case KindDNS:
+		c.DNSNames = []string{id.Value}
+	case KindEmail:
+		c.EmailAddresses = []string{id.Value}
+	case KindURI:
+		if u, err := url.Parse(id.Value); err == nil {
+			c.URIs = []*url.URL{u}
+		}
+	default:
+		c.Subject.CommonName = id.Value
+	}
+	return c
 }
 
 // yamlPrintable reports whether s holds only characters YAML 1.2 allows

@@ -238,6 +238,14 @@ func issueClient(t *testing.T, d pki.Dir, name string) (pki.Files, *pki.Issued) 
 // and returns the files to connect with.
 func signClient(t *testing.T, d pki.Dir, name string, notBefore, notAfter time.Time) pki.Files {
 	t.Helper()
+	return signLeaf(t, d, name, func(r *pki.LeafRequest) { r.NotBefore, r.NotAfter = notBefore, notAfter })
+}
+
+// signLeaf signs a client certificate NAME with the CA of d, as mutate
+// makes the request (SANs, validity), without recording it, and returns
+// the files to connect with.
+func signLeaf(t *testing.T, d pki.Dir, name string, mutate func(*pki.LeafRequest)) pki.Files {
+	t.Helper()
 	ca, err := pki.LoadCA(d, nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -246,8 +254,11 @@ func signClient(t *testing.T, d pki.Dir, name string, notBefore, notAfter time.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := pki.LeafRequest{Profile: pki.ProfileClient, PublicKey: key.Public(), NotBefore: notBefore, NotAfter: notAfter}
+	req := pki.LeafRequest{Profile: pki.ProfileClient, PublicKey: key.Public()}
 	req.Subject.CommonName = name
+	if mutate != nil {
+		mutate(&req)
+	}
 	cert, err := ca.Sign(req, time.Now())
 	if err != nil {
 		t.Fatal(err)

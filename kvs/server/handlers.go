@@ -95,11 +95,27 @@ func peer(r *http.Request) *x509.Certificate {
 	return r.TLS.PeerCertificates[0]
 }
 
+// authorize asks the policy whether the request's client may do op on key,
+// and returns the policy identity that allowed it (the common name when no
+// policy is in force). The client's issuer is the next certificate of its
+// verified chain, or the certificate itself when it is pinned.
+func (s *Server) authorize(r *http.Request, op policy.Op, key string) (string, error) {
+	cert := peer(r)
+	if cert == nil {
+		return "", fmt.Errorf("%w: no client certificate", kvs.ErrForbidden)
+	}
+	p := policy.Peer{Cert: cert, Issuer: cert}
+	if chains := r.TLS.VerifiedChains; len(chains) > 0 && len(chains[0]) > 1 {
+		p.Issuer = chains[0][1]
+	}
+	return s.policy.current().Allow(p, op, key)
+}
+
 // handleKey serves GET, PUT and DELETE on /v1/kv/{key}.
 func (s *Server) handleKey(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	op := "other"
-	var key string
+	var key, identity string
 	status, n := func() (int, int) {
 		switch r.Method {
 		case http.MethodGet:
@@ -120,11 +136,7 @@ func (s *Server) handleKey(w http.ResponseWriter, r *http.Request) {
 		if err := kvs.ValidateKey(key); err != nil {
 			return s.fail(w, op, err)
 		}
-		cert := peer(r)
-		if cert == nil {
-			return s.fail(w, op, fmt.Errorf("%w: no client certificate", kvs.ErrForbidden))
-		}
-		if err := s.policy.current().Allow(cert, opOf(op), key); err != nil {
+		if identity, err = s.authorize(r, opOf(op), key); err != nil {
 			return s.fail(w, op, err)
 		}
 		switch op {
@@ -135,7 +147,7 @@ func (s *Server) handleKey(w http.ResponseWriter, r *http.Request) {
 		}
 		return s.delete(w, r, key)
 	}()
-	s.finish(r, op, key, "", status, n, start)
+	s.finish(r, op, key, identity, status, n, start)
 }
 
 func opOf(op string) policy.Op {
@@ -271,6 +283,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	q := r.URL.Query()
 	prefix := q.Get("prefix")
+	var identity string
 	status, n := func() (int, int) {
 		limit := kvs.DefaultPageSize
 		if ls := q.Get("limit"); ls != "" {
@@ -280,11 +293,8 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 			}
 			limit = l
 		}
-		cert := peer(r)
-		if cert == nil {
-			return s.fail(w, "list", fmt.Errorf("%w: no client certificate", kvs.ErrForbidden))
-		}
-		if err := s.policy.current().Allow(cert, policy.OpList, prefix); err != nil {
+		var err error
+		if identity, err = s.authorize(r, policy.OpList, prefix); err != nil {
 			return s.fail(w, "list", err)
 		}
 		keys, next, err := s.cfg.Store.List(r.Context(), prefix, q.Get("after"), limit)
@@ -296,21 +306,45 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		return http.StatusOK, writeJSON(w, http.StatusOK, kvs.ListResponse{Keys: keys, Next: next})
 	}()
-	s.finish(r, "list", prefix, "", status, n, start)
+	s.finish(r, "list", prefix, identity, status, n, start)
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	identity, err := s.authorize(r, policy.OpHealth, "")
+	var status, n int
+	if err != nil {
+		status, n = s.fail(w, "health", err)
+	} else {
+		status, n = s.health(w, r)
+	}
+	s.finish(r, "health", "", identity, status, n, start)
+}
+
+// health answers whether the store can serve requests.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) (int, int) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	var status, n int
 	if err := s.cfg.Store.Ping(ctx); err != nil {
 		s.log.Warn("health check failed", "err", err)
-		status, n = http.StatusServiceUnavailable, writeError(w, http.StatusServiceUnavailable, "store unavailable")
-	} else {
-		status, n = http.StatusOK, writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return http.StatusServiceUnavailable, writeError(w, http.StatusServiceUnavailable, "store unavailable")
 	}
-	s.finish(r, "health", "", "", status, n, start)
+	return http.StatusOK, writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleMetrics serves the Prometheus metrics to identities the policy
+// gives the metrics operation.
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	identity, err := s.authorize(r, policy.OpMetrics, "")
+	if err != nil {
+		status, n := s.fail(w, "metrics", err)
+		s.finish(r, "metrics", "", identity, status, n, start)
+		return
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	s.metricsHandler.ServeHTTP(cw, r)
+	s.finish(r, "metrics", "", identity, cw.status(), cw.n, start)
 }
 
 // finish reports a request to the observers (audit log, metrics, and the

@@ -68,15 +68,17 @@ type Config struct {
 // own beyond caches of immutable material, so several servers on one
 // PostgreSQL database behave as one store.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	tls      *TLS
-	policy   *policyFile
-	mux      *http.ServeMux
-	metrics  *metrics
-	http     *http.Server
-	observe  observers
-	refusals *logLimiter // caps the "tls handshake refused" lines
+	cfg     Config
+	log     *slog.Logger
+	tls     *TLS
+	policy  *policyFile
+	mux     *http.ServeMux
+	metrics *metrics
+	http    *http.Server
+
+	metricsHandler http.Handler
+	observe        observers
+	refusals       *logLimiter // caps the "tls handshake refused" lines
 }
 
 // New checks the configuration, loads the TLS material and the policy (a
@@ -135,13 +137,8 @@ func New(cfg Config) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET "+kvs.ListPath, s.handleList)
 	s.mux.HandleFunc("GET "+kvs.HealthPath, s.handleHealth)
-	metricsHandler := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
-	s.mux.HandleFunc("GET "+kvs.MetricsPath, func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		cw := &countingWriter{ResponseWriter: w}
-		metricsHandler.ServeHTTP(cw, r)
-		s.finish(r, "metrics", "", "", cw.status(), cw.n, start)
-	})
+	s.metricsHandler = promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	s.mux.HandleFunc("GET "+kvs.MetricsPath, s.handleMetrics)
 	// Other methods on those paths: 405, not the catch-all's 404.
 	for _, path := range []string{kvs.ListPath, kvs.HealthPath, kvs.MetricsPath} {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {

@@ -57,8 +57,9 @@ func oldProtocols(c *tls.Config) {
 	c.CipherSuites = append(slices.Clone(c.CipherSuites), weakSuites...)
 }
 
-// noCRL serves without the CRL.
-func noCRL(c *server.Config) { c.Files.CRL = "" }
+// noCRL serves without the CRL, opting out of the check that every CA has
+// one.
+func noCRL(c *server.Config) { c.Files.CRLs, c.NoCRL = nil, true }
 
 // noPolicy serves without the policy.
 func noPolicy(c *server.Config) { c.PolicyFile = "" }

@@ -92,12 +92,16 @@ type Files struct {
 	CA   string // the roots this side trusts
 	Cert string // this side's certificate
 	Key  string // this side's private key
-	CRL  string // the CRL to check peers against; empty when there is none
+	// CRLs are the files of the CRLs to check peers against (each may
+	// hold several PEM blocks, one CRL per issuing CA).
+	CRLs []string
 }
 
 // ServerFiles returns the files the server uses: in CA mode the CA is the
-// root for clients and crl.pem is checked; in self-signed mode the client's
-// certificate is the only root.
+// root for clients and crl.pem is checked (it is listed even when it does
+// not exist, so that a server can refuse to start without it, or watch for
+// it); in self-signed mode the client's certificate is the only root and
+// there is no CRL.
 func (d Dir) ServerFiles() (Files, error) {
 	m, err := d.Mode()
 	if err != nil {
@@ -106,9 +110,7 @@ func (d Dir) ServerFiles() (Files, error) {
 	f := Files{Cert: d.ServerCert(), Key: d.ServerKey()}
 	if m == ModeCA {
 		f.CA = d.CACert()
-		if exists(d.CRL()) {
-			f.CRL = d.CRL()
-		}
+		f.CRLs = []string{d.CRL()} // even when it is missing: a server requires or watches it
 	} else {
 		f.CA = d.ClientCert()
 	}

@@ -119,7 +119,7 @@ func TestInitSelfSignedMode(t *testing.T) {
 	}
 	sf, _ := d.ServerFiles()
 	cf, _ := d.ClientFiles()
-	if sf.CA != d.ClientCert() || cf.CA != d.ServerCert() || sf.CRL != "" {
+	if sf.CA != d.ClientCert() || cf.CA != d.ServerCert() || len(sf.CRLs) != 0 {
 		t.Errorf("files: server %+v client %+v", sf, cf)
 	}
 	srv := mustLoadCert(t, d.ServerCert())

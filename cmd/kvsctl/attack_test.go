@@ -121,12 +121,12 @@ func TestAttackDemoJSONSubset(t *testing.T) {
 
 // TestAttackVerdictWeakened is the command's side of the negative controls:
 // 'kvsctl attack run' against a real 'kvsctl serve' deliberately started
-// without its CRL reports the revocation attacks as SUCCEEDED, prints them
+// without its CRL (--no-crl) reports the revocation attacks as SUCCEEDED, prints them
 // in the table, and exits 1.
 func TestAttackVerdictWeakened(t *testing.T) {
 	dir := kvPKI(t, false)
 	d := pki.Dir(dir)
-	srv := startServeCLI(t, dir, "--cert", d.ServerCert(), "--key", d.ServerKey(), "--ca", d.CACert())
+	srv := startServeCLI(t, dir, "--cert", d.ServerCert(), "--key", d.ServerKey(), "--ca", d.CACert(), "--no-crl")
 	code, out, errs := execKV(t, nil, "attack", "run", "--server", srv.server, "--dir", dir, "--revocation-wait", "1s",
 		"--scenario", "control", "--scenario", "revoked-client", "--scenario", "revoked-resumed", "--scenario", "tls10")
 	if code != exitFailure {

@@ -223,12 +223,12 @@ func benchBareCommand() *cli.Command {
 			&cli.StringFlag{Name: "cert", Usage: "server certificate (instead of --dir)"},
 			&cli.StringFlag{Name: "key", Usage: "server private key (instead of --dir)"},
 			&cli.StringFlag{Name: "ca", Usage: "CA bundle that signs client certificates (instead of --dir)"},
-			&cli.StringFlag{Name: "crl", Usage: "CRL to check client certificates against"},
+			&cli.StringSliceFlag{Name: "crl", Usage: "CRL file to check client certificates against (repeatable)"},
 		},
 		Action: func(c *cli.Context) error {
 			files, err := pki.Dir(c.String("dir")).ServerFiles()
 			if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" {
-				files, err = pki.Files{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRL: c.String("crl")}, nil
+				files, err = pki.Files{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRLs: c.StringSlice("crl")}, nil
 			}
 			if err != nil {
 				return err

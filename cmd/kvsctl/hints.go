@@ -35,6 +35,8 @@ var hints = []struct {
 	{pki.ErrNoKeyFile, "renew with --reuse-key, or sign a new CSR"},
 	{pki.ErrNeedName, "give the certificate a name with --name"},
 	{pki.ErrNoRoots, "give the CA with --ca FILE (self-signed mode: the peer's certificate), or run 'kvsctl pki init'"},
+	{server.ErrNoCRL, "write the CRL with 'kvsctl pki crl', give every CA's CRL with --crl, or serve without revocation checks with --no-crl"},
+	{server.ErrCRLRollback, "the CRL file holds an older CRL than the one in force: put the newest back ('kvsctl pki crl' signs a new one)"},
 	{server.ErrAddrInUse, "stop the other process, or pick another address with --listen"},
 	{server.ErrCertExpired, "renew it with 'kvsctl pki renew FILE'"},
 	{server.ErrPprofNotLoopback, "give --pprof a loopback address such as 127.0.0.1:6060"},

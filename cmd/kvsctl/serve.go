@@ -32,7 +32,9 @@ func serveCommand() *cli.Command {
 		UsageText:       "kvsctl serve [--listen ADDR] [--dir DIR | --cert F --key F --ca F [--crl F]] [--store URL] [--config FILE] [options]",
 		Description: "Serves the HTTP API (/v1/kv, /healthz, /metrics) over HTTPS, HTTP/2 and HTTP/1.1,\n" +
 			"to clients holding a certificate the CA bundle trusts. Revocation is checked on every\n" +
-			"connection, resumed sessions included. Certificates, CRL and policy are reloaded on SIGHUP\n" +
+			"connection, resumed sessions included, and again on every request: every CA of --ca\n" +
+			"needs its CRL (--crl, or crl.pem of --dir), or the server does not start; --no-crl is\n" +
+			"the explicit opt-out, logged at warn on every start. Certificates, CRL and policy are reloaded on SIGHUP\n" +
 			"and when their files change; SIGINT or SIGTERM stops gracefully.\n\n" +
 			"Stores: bolt:PATH (embedded, the default) or postgres://USER@HOST/DB. Keep a database\n" +
 			"password off the command line: put the URL in KVS_STORE, or leave the password out and\n" +
@@ -52,7 +54,8 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "cert", EnvVars: env("cert"), Usage: "server certificate (instead of --dir)"},
 			&cli.StringFlag{Name: "key", EnvVars: env("key"), Usage: "server private key (instead of --dir)"},
 			&cli.StringFlag{Name: "ca", EnvVars: env("ca"), Usage: "CA bundle that signs client certificates (instead of --dir)"},
-			&cli.StringFlag{Name: "crl", EnvVars: env("crl"), Usage: "CRL to check client certificates against (with --ca)"},
+			&cli.StringSliceFlag{Name: "crl", EnvVars: env("crl"), Usage: "CRL file to check client certificates against, one CRL per CA of --ca (repeatable; a file may hold several)"},
+			&cli.BoolFlag{Name: "no-crl", EnvVars: env("no-crl"), Usage: "serve CAs that have no CRL without checking revocation (logged at warn on every start; a CRL that appears later is enforced)"},
 			&cli.StringFlag{Name: "tls-min", Value: "1.2", EnvVars: env("tls-min"), Usage: "minimum TLS version: 1.2 or 1.3"},
 			&cli.StringFlag{Name: "store", Value: stores.DefaultURL, EnvVars: env("store"), Usage: "store URL: bolt:PATH or postgres://..."},
 			&cli.IntFlag{Name: "pool-size", EnvVars: env("pool-size"), Usage: "PostgreSQL connections (0: max(4, CPUs))"},
@@ -131,6 +134,7 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 	sc.server = server.Config{
 		TLS:               server.TLSOptions{MinVersion: tlsMin},
 		PolicyFile:        c.String("policy"),
+		NoCRL:             c.Bool("no-crl"),
 		MaxValue:          maxValue,
 		MaxConns:          c.Int("max-conns"),
 		ReadHeaderTimeout: c.Duration("read-header-timeout"),
@@ -141,10 +145,10 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 		ReloadInterval:    c.Duration("reload-interval"),
 		Pprof:             c.String("pprof"),
 	}
-	if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" || c.String("crl") != "" {
-		sc.server.Files = pki.Files{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRL: c.String("crl")}
+	if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" || len(c.StringSlice("crl")) > 0 {
+		sc.server.Files = pki.Files{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRLs: c.StringSlice("crl")}
 		if sc.server.Files.Cert == "" || sc.server.Files.Key == "" || sc.server.Files.CA == "" {
-			return sc, usagef("--cert, --key and --ca go together (--crl is optional); or use --dir")
+			return sc, usagef("--cert, --key and --ca go together (with --crl, or --no-crl); or use --dir")
 		}
 		return sc, nil
 	}

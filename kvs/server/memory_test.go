@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -11,9 +12,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // heapBytes reads go_memstats_heap_alloc_bytes from the server's own
@@ -42,57 +45,75 @@ func heapBytes(t *testing.T, hc *http.Client, base string) float64 {
 }
 
 // headerOnlyPuts opens n PUTs to addr that announce a 1 MiB body and send
-// none, holds them for hold, and returns the peak growth of the heap seen
-// through metricsBase. The server runs in this process, so the growth
-// includes the clients' own buffers; callers compare two servers.
+// none, holds them for hold, and returns the peak growth of the live heap
+// seen through metricsBase. The requests are written by hand (HTTP/1.1
+// text, or HTTP/2 HEADERS frames without END_STREAM), so that the clients,
+// which run in this process too, hold almost nothing.
 func headerOnlyPuts(t *testing.T, cfg *tls.Config, proto, addr, metricsBase string, n int, hold time.Duration) float64 {
 	t.Helper()
-	hc := httpClient(t, cfg.Clone(), proto == "http1")
 	metrics := httpClient(t, cfg.Clone(), true)
 	before := heapBytes(t, metrics, metricsBase)
-	var (
-		wg    sync.WaitGroup
-		pipes []*io.PipeWriter
-		conns []net.Conn
-	)
-	for i := range n {
-		if proto == "http1" {
-			// By hand: net/http's transport holds the headers back until
-			// the body starts.
+	var conns []net.Conn
+	if proto == "http1" {
+		for i := range n {
 			c, err := tls.Dial("tcp", addr, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			conns = append(conns, c)
 			fmt.Fprintf(c, "PUT /v1/kv/mem/%d HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\n\r\n", i)
-			continue
 		}
-		pr, pw := io.Pipe()
-		pipes = append(pipes, pw)
-		req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("https://%s/v1/kv/mem/%d", addr, i), pr)
-		if err != nil {
-			t.Fatal(err)
+	} else {
+		const perConn = DefaultMaxStreams / 2
+		for i := 0; i < n; i += perConn {
+			conns = append(conns, h2HeaderOnly(t, cfg, addr, i, min(perConn, n-i)))
 		}
-		req.ContentLength = 1 << 20
-		wg.Go(func() {
-			if resp, err := hc.Do(req); err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		})
 	}
 	peak := before
 	for deadline := time.Now().Add(hold); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		peak = max(peak, heapBytes(t, metrics, metricsBase))
 	}
-	for _, pw := range pipes {
-		pw.CloseWithError(io.ErrUnexpectedEOF)
-	}
 	for _, c := range conns {
 		c.Close()
 	}
-	wg.Wait()
 	return peak - before
+}
+
+// h2HeaderOnly opens an HTTP/2 connection and sends n HEADERS frames of
+// PUTs with content-length: 1048576 and no DATA, reading and dropping
+// whatever the server sends.
+func h2HeaderOnly(t *testing.T, cfg *tls.Config, addr string, first, n int) net.Conn {
+	t.Helper()
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"h2"}
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ConnectionState().NegotiatedProtocol != "h2" {
+		t.Fatal("the server did not speak h2")
+	}
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, c)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for i := range n {
+		hb.Reset()
+		for _, f := range [][2]string{{":method", "PUT"}, {":scheme", "https"}, {":authority", "localhost"},
+			{":path", fmt.Sprintf("/v1/kv/mem/%d", first+i)}, {"content-length", "1048576"}} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
 }
 
 // TestHeaderOnlyPutsReserveNoMemory sends PUTs that announce a 1 MiB body

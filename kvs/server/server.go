@@ -35,7 +35,10 @@ const (
 type Config struct {
 	Files pki.Files  // the server's certificate and key, the CA bundle for clients and the CRL
 	TLS   TLSOptions // minimum version, clock
-	Store kvs.Store  // the store served; Run does not close it
+	// NoCRL serves without checking revocation for the CAs that have no
+	// CRL: an explicit opt-out, logged at warn on every start.
+	NoCRL bool
+	Store kvs.Store // the store served; Run does not close it
 	// PolicyFile is a policy (YAML or JSON) limiting identities to key
 	// prefixes and operations; "" means every client of the CA has full
 	// access.
@@ -114,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 	if tlsOpts.Logger == nil {
 		tlsOpts.Logger = s.log
 	}
+	tlsOpts.NoCRL = tlsOpts.NoCRL || cfg.NoCRL
 	var err error
 	if s.tls, err = LoadTLS(cfg.Files, tlsOpts); err != nil {
 		return nil, err
@@ -158,6 +162,7 @@ func New(cfg Config) (*Server, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(httpErrorLog{s.log}, "", 0),
 		ConnState:         s.connState,
+		ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return withPeerCache(ctx, c) },
 	}
 	configureHTTP2(s.http)
 	return s, nil
@@ -244,10 +249,13 @@ func (s *Server) connState(_ net.Conn, st http.ConnState) {
 // certificate was revoked after the handshake, or while the CRL is not
 // current, is refused with 403.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := s.tls.checkPeer(r.TLS); err != nil {
+	if err := s.tls.checkRequest(r.Context(), r.TLS); err != nil {
 		start := time.Now()
-		msg := "client certificate revoked"
-		if !errors.Is(err, ErrRevoked) {
+		msg := "client certificate no longer accepted: " + string(ReasonOf(err))
+		switch {
+		case errors.Is(err, ErrRevoked):
+			msg = "client certificate revoked"
+		case errors.Is(err, ErrCRLUnavailable):
 			msg = "revocation cannot be checked: the server's CRL is not current"
 		}
 		s.log.Warn("request refused on an established connection", "peer", r.RemoteAddr, "reason", err)

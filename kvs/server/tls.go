@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,32 +20,65 @@ type TLSOptions struct {
 	MinVersion uint16       // tls.VersionTLS12 (default) or tls.VersionTLS13
 	Logger     *slog.Logger // nil discards
 	Now        func() time.Time
+	// NoCRL serves CAs that have no CRL without checking revocation for
+	// their certificates: an explicit opt-out, logged at warn on every
+	// load. A CRL that appears later (the paths are watched) is enforced.
+	NoCRL bool
 }
 
 // TLS holds the server's TLS material as an immutable snapshot behind
 // an atomic pointer. Reload builds a new snapshot and swaps it in; a
-// connection always sees one consistent set of certificate, roots and CRL.
+// connection always sees one consistent set of certificate, roots and CRLs.
 type TLS struct {
 	files  pki.Files
 	opts   TLSOptions
 	log    *slog.Logger
 	ticket [32]byte // session ticket key, stable across reloads
 	snap   atomic.Pointer[tlsSnapshot]
+	gen    atomic.Uint64 // generation of the latest snapshot
 
 	reloadMu sync.Mutex                // serialises Reload; never held on the handshake path
 	failed   atomic.Pointer[fileStamp] // files of the last failed reload, not retried until they change
 	crlAlarm *logLimiter               // "the CRL is not current": at most one line per 10 s
+	// numbers is the highest CRL number loaded per issuer: a reload with
+	// a lower one is a rollback and is refused. Guarded by reloadMu.
+	numbers map[string]*big.Int
 }
 
 // tlsSnapshot is one loaded set of TLS material. It is never modified.
 type tlsSnapshot struct {
-	cert   tls.Certificate
-	leaf   *x509.Certificate
-	roots  *x509.CertPool
-	crl    *pki.CRL // nil when no CRL is configured
-	config *tls.Config
-	stamp  fileStamp
+	gen           uint64
+	cert          tls.Certificate
+	leaf          *x509.Certificate
+	roots         *x509.CertPool
+	intermediates []*x509.Certificate // CAs of the server's own chain file
+	crls          crlSet
+	config        *tls.Config
+	stamp         fileStamp
 }
+
+// Errors of a handshake or request that the server refuses, and of its
+// set-up.
+var (
+	// ErrRevoked is wrapped when the client's certificate, or a CA of its
+	// chain, is revoked.
+	ErrRevoked = errors.New("kvs: certificate revoked")
+	// ErrCRLUnavailable is wrapped when revocation cannot be checked (a
+	// CRL expired, or a CA of the chain has none): the server fails
+	// closed.
+	ErrCRLUnavailable = errors.New("kvs: cannot check revocation, failing closed")
+	// ErrCertExpired is wrapped when the server's own certificate has
+	// expired.
+	ErrCertExpired = errors.New("expired")
+	// ErrNoCRL means a CA the server trusts has no CRL and the
+	// configuration does not opt out of revocation checks (NoCRL).
+	ErrNoCRL = errors.New("kvs: no CRL")
+	// ErrCRLRollback means a CRL is older (lower CRL number) than one
+	// already loaded for its issuer.
+	ErrCRLRollback = errors.New("kvs: CRL rollback")
+	// errNoClientCert is a handshake without a client certificate.
+	errNoClientCert = errors.New("kvs: no client certificate")
+)
 
 // LoadTLS loads the server's files and checks them, so that a bad file
 // fails at start rather than at the first connection.
@@ -57,7 +89,7 @@ func LoadTLS(files pki.Files, opts TLSOptions) (*TLS, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &TLS{files: files, opts: opts, log: orDiscard(opts.Logger)}
+	s := &TLS{files: files, opts: opts, log: orDiscard(opts.Logger), numbers: map[string]*big.Int{}}
 	s.crlAlarm = newLogLimiter(s.log, "", 1, 10*time.Second)
 	if _, err := rand.Read(s.ticket[:]); err != nil {
 		return nil, fmt.Errorf("session ticket key: %w", err)
@@ -66,7 +98,7 @@ func LoadTLS(files pki.Files, opts TLSOptions) (*TLS, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.snap.Store(snap)
+	s.commit(snap)
 	return s, nil
 }
 
@@ -85,6 +117,17 @@ func (s *TLS) Config() *tls.Config {
 // Leaf returns the server certificate currently served.
 func (s *TLS) Leaf() *x509.Certificate { return s.snap.Load().leaf }
 
+// Ready reports whether the material in force can serve: the server's
+// certificate is current and every CRL is (an expired CRL refuses every
+// client of its CA).
+func (s *TLS) Ready() error {
+	snap, now := s.snap.Load(), s.opts.Now()
+	if now.After(snap.leaf.NotAfter) {
+		return fmt.Errorf("server certificate %w on %s", ErrCertExpired, snap.leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return snap.crls.check(now)
+}
+
 // Reload re-reads the files. On success the new material serves every new
 // connection and Reload reports what it loaded; on failure the previous
 // material stays in use and the error says why.
@@ -95,11 +138,19 @@ func (s *TLS) Reload() error {
 	snap, err := s.load()
 	if err != nil {
 		s.failed.Store(&stamp)
-		s.log.Error("tls reload failed, keeping the previous certificates", "err", err)
+		s.log.Error("tls reload failed, keeping the previous certificates and CRLs", "err", err)
 		return err
 	}
-	s.snap.Store(snap)
+	s.commit(snap)
 	return nil
+}
+
+// commit makes snap the one in force and remembers its CRL numbers.
+func (s *TLS) commit(snap *tlsSnapshot) {
+	for key, c := range snap.crls.byIssuer {
+		s.numbers[key] = c.List.Number
+	}
+	s.snap.Store(snap)
 }
 
 // changed reports whether any file differs from the current snapshot.
@@ -111,8 +162,10 @@ func (s *TLS) changed() bool {
 	return st != s.snap.Load().stamp
 }
 
+// paths are the files of the material, the CRLs included even when they
+// do not exist yet: a CRL that appears is loaded.
 func (s *TLS) paths() []string {
-	return []string{s.files.Cert, s.files.Key, s.files.CA, s.files.CRL}
+	return append([]string{s.files.Cert, s.files.Key, s.files.CA}, s.files.CRLs...)
 }
 
 // load builds a snapshot from the files.
@@ -135,37 +188,35 @@ func (s *TLS) load() (*tlsSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load client CA bundle: %w", err)
 	}
-	roots := x509.NewCertPool()
+	snap := &tlsSnapshot{gen: s.gen.Add(1), cert: cert, leaf: leaf, roots: x509.NewCertPool(), stamp: stamp}
 	for _, c := range cas {
-		roots.AddCert(c)
+		snap.roots.AddCert(c)
 	}
-	snap := &tlsSnapshot{cert: cert, leaf: leaf, roots: roots, stamp: stamp}
-	if f.CRL != "" {
-		// An expired CRL still loads (its signature must verify): the
-		// server then refuses every client, loudly, until it is re-signed.
-		data, err := os.ReadFile(f.CRL)
-		if err != nil {
-			return nil, fmt.Errorf("read CRL %s: %w", f.CRL, err)
+	for _, der := range cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil && c.IsCA {
+			snap.intermediates = append(snap.intermediates, c)
 		}
-		rl, err := pki.ParseCRL(data)
-		if err != nil {
-			return nil, fmt.Errorf("read CRL %s: %w", f.CRL, err)
-		}
-		issuer := crlIssuer(rl, cas)
-		if issuer == nil {
-			return nil, fmt.Errorf("CRL %s was not issued by any CA in %s", f.CRL, f.CA)
-		}
-		if snap.crl, err = pki.NewCRL(rl, issuer); err != nil {
-			return nil, fmt.Errorf("read CRL %s: %w", f.CRL, err)
-		}
-		if err := snap.crl.Check(now); err != nil {
-			s.log.Error("the CRL is not current: every client will be refused until it is re-signed", "crl", f.CRL, "err", err)
-		}
+	}
+	known := append(append([]*x509.Certificate(nil), cas...), snap.intermediates...)
+	if snap.crls, err = loadCRLs(f.CRLs, known, s.opts.NoCRL); err != nil {
+		return nil, err
+	}
+	if err := snap.crls.checkRollback(s.numbers); err != nil {
+		return nil, err
+	}
+	if err := snap.crls.checkCoverage(known, s.opts.NoCRL); err != nil {
+		return nil, fmt.Errorf("%w (CA bundle %s, CRLs %v)", err, f.CA, f.CRLs)
+	}
+	for _, c := range snap.crls.uncovered {
+		s.log.Warn("revocation is not checked for this CA: it has no CRL and NoCRL is set", "ca", c.Subject.String())
+	}
+	if err := snap.crls.check(now); err != nil {
+		s.log.Error("a CRL is not current: every client of its CA will be refused until it is re-signed", "err", err)
 	}
 	snap.config = &tls.Config{
 		Certificates:     []tls.Certificate{cert},
 		ClientAuth:       tls.RequireAndVerifyClientCert,
-		ClientCAs:        roots,
+		ClientCAs:        snap.roots,
 		MinVersion:       s.opts.MinVersion,
 		CipherSuites:     pki.AEADSuites(),
 		NextProtos:       []string{"h2", "http/1.1"},
@@ -174,96 +225,12 @@ func (s *TLS) load() (*tlsSnapshot, error) {
 	}
 	snap.config.SetSessionTicketKeys([][32]byte{s.ticket})
 	attrs := []any{"cert", f.Cert, "serial", pki.SerialHex(leaf), "not_after", leaf.NotAfter.UTC(), "client_cas", len(cas)}
-	if snap.crl != nil {
-		attrs = append(attrs, "crl_number", snap.crl.List.Number, "crl_revoked", len(snap.crl.List.RevokedCertificateEntries), "crl_next_update", snap.crl.List.NextUpdate.UTC())
+	for _, c := range snap.crls.sorted() {
+		attrs = append(attrs, slog.Group("crl", "issuer", c.issuer.Subject.String(), "number", c.List.Number,
+			"revoked", len(c.List.RevokedCertificateEntries), "next_update", c.List.NextUpdate.UTC()))
 	}
 	s.log.Info("tls material loaded", attrs...)
 	return snap, nil
-}
-
-// crlIssuer finds the CA of the bundle that issued the CRL.
-func crlIssuer(rl *x509.RevocationList, cas []*x509.Certificate) *x509.Certificate {
-	for _, c := range cas {
-		if string(c.RawSubject) == string(rl.RawIssuer) && rl.CheckSignatureFrom(c) == nil {
-			return c
-		}
-	}
-	return nil
-}
-
-// Errors of a handshake or request that the server refuses.
-var (
-	// ErrRevoked is wrapped when the client's certificate is revoked.
-	ErrRevoked = errors.New("kvs: certificate revoked")
-	// ErrCRLUnavailable is wrapped when revocation cannot be checked (the
-	// CRL expired): the server fails closed.
-	ErrCRLUnavailable = errors.New("kvs: cannot check revocation, failing closed")
-	// ErrCertExpired is wrapped when the server's own certificate has
-	// expired.
-	ErrCertExpired = errors.New("expired")
-	// errNoClientCert is a handshake without a client certificate.
-	errNoClientCert = errors.New("kvs: no client certificate")
-)
-
-// verifyConnection runs on every handshake, resumed ones included (unlike
-// VerifyPeerCertificate). It re-verifies the chain of a resumed session
-// against the current roots, and checks the CRL, failing closed when the CRL
-// has expired.
-func (s *TLS) verifyConnection(snap *tlsSnapshot) func(tls.ConnectionState) error {
-	return func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errNoClientCert
-		}
-		leaf := cs.PeerCertificates[0]
-		if cs.DidResume {
-			opts := x509.VerifyOptions{
-				Roots: snap.roots, CurrentTime: s.opts.Now(),
-				Intermediates: x509.NewCertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			}
-			for _, c := range cs.PeerCertificates[1:] {
-				opts.Intermediates.AddCert(c)
-			}
-			if _, err := leaf.Verify(opts); err != nil {
-				return fmt.Errorf("kvs: resumed session no longer valid: %w", err)
-			}
-		}
-		if snap.crl == nil {
-			return nil
-		}
-		if err := snap.crl.Check(s.opts.Now()); err != nil {
-			if s.crlAlarm.allow() {
-				s.log.Error("refusing every client: the CRL is not current; re-sign it", "err", err)
-			}
-			return fmt.Errorf("%w: %w", ErrCRLUnavailable, err)
-		}
-		if snap.crl.Revoked(leaf.SerialNumber) {
-			return fmt.Errorf("%w: serial %s (%s)", ErrRevoked, serialText(leaf.SerialNumber), leaf.Subject.CommonName)
-		}
-		return nil
-	}
-}
-
-// checkPeer re-checks the client certificate of an established connection
-// against the current CRL, for every request. VerifyConnection runs only in
-// the handshake, and a keep-alive or HTTP/2 connection opened before a
-// revocation (or before the CRL expired) would otherwise keep working for
-// as long as the client keeps it busy.
-func (s *TLS) checkPeer(cs *tls.ConnectionState) error {
-	if cs == nil || len(cs.PeerCertificates) == 0 {
-		return nil
-	}
-	snap := s.snap.Load()
-	if snap.crl == nil {
-		return nil
-	}
-	leaf := cs.PeerCertificates[0]
-	if err := snap.crl.Check(s.opts.Now()); err != nil {
-		return fmt.Errorf("%w: %w", ErrCRLUnavailable, err)
-	}
-	if snap.crl.Revoked(leaf.SerialNumber) {
-		return fmt.Errorf("%w: serial %s (%s)", ErrRevoked, serialText(leaf.SerialNumber), leaf.Subject.CommonName)
-	}
-	return nil
 }
 
 func serialText(n *big.Int) string { return n.Text(16) }

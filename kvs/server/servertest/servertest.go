@@ -47,7 +47,7 @@ func (s *Server) Stop() { s.stop() }
 // temporary directory (closed at the end; a given store is closed too).
 func Start(t testing.TB, d pki.Dir, cfg server.Config) *Server {
 	t.Helper()
-	if cfg.Files == (pki.Files{}) {
+	if cfg.Files.Cert == "" {
 		f, err := d.ServerFiles()
 		if err != nil {
 			t.Fatal(err)

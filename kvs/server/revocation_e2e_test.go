@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kvsctl/kvsctl/kvs"
+	"github.com/kvsctl/kvsctl/kvs/client"
+	"github.com/kvsctl/kvsctl/pki"
+)
+
+func revoke(t *testing.T, d pki.Dir, target string) {
+	t.Helper()
+	if _, _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: target, Reason: "keyCompromise"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func concat(t *testing.T, name string, files ...string) string {
+	t.Helper()
+	var all []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	out := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(out, all, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestMissingCRLRefusesToStart: a CA-mode directory without crl.pem is a
+// start-up error, not a server that checks no revocation (security
+// finding 2).
+func TestMissingCRLRefusesToStart(t *testing.T) {
+	d := testPKI(t, false)
+	if err := os.Remove(d.CRL()); err != nil {
+		t.Fatal(err)
+	}
+	files, err := d.ServerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Files: files, Store: newMemStore()})
+	if !errors.Is(err, ErrNoCRL) {
+		t.Fatalf("New without the CRL: %v, want ErrNoCRL", err)
+	}
+}
+
+// TestCRLAppearingLaterIsEnforced: started with NoCRL on a directory
+// without crl.pem, the server watches the CRL's path anyway and enforces
+// the CRL that 'pki revoke' writes (security finding 2: it never started
+// checking before).
+func TestCRLAppearingLaterIsEnforced(t *testing.T) {
+	d := testPKI(t, false)
+	if err := os.Remove(d.CRL()); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, d, nil, func(c *Config) { c.NoCRL = true })
+	goneFiles, gone := issueClient(t, d, "gone")
+	c := freshClient(t, ts.addr, clientTLS(t, goneFiles, nil), false)
+	if err := c.Ping(t.Context()); err != nil {
+		t.Fatalf("before the revocation: %v", err)
+	}
+	if !strings.Contains(ts.Logs(), "revocation is not checked") {
+		t.Error("no warning that revocation is not checked")
+	}
+	revoke(t, d, gone.CertFile)
+	if err := ts.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	expectRejected(t, "revoked after the CRL appeared", c.Ping(t.Context()))
+}
+
+// TestCRLPerIssuer: with two CAs in the bundle and both CRLs in one file,
+// a certificate revoked by the second CA is refused (security finding 3:
+// only the first CRL block counted), and a CA without a CRL is a start-up
+// error naming it.
+func TestCRLPerIssuer(t *testing.T) {
+	d1, d2 := testPKI(t, false), testPKI(t, false)
+	bobFiles, bob := issueClient(t, d2, "bob")
+	revoke(t, d2, bob.CertFile)
+	bundle := concat(t, "bundle.pem", d1.CACert(), d2.CACert())
+	crls := concat(t, "crls.pem", d1.CRL(), d2.CRL())
+	ts := startServer(t, d1, nil, func(c *Config) {
+		c.Files.CA, c.Files.CRLs = bundle, []string{crls}
+	})
+	bobFiles.CA = d1.CACert()
+	expectRejected(t, "a certificate the second CA revoked", freshClient(t, ts.addr, clientTLS(t, bobFiles, nil), false).Ping(t.Context()))
+	aliceFiles, _ := issueClient(t, d2, "alice")
+	aliceFiles.CA = d1.CACert()
+	if err := freshClient(t, ts.addr, clientTLS(t, aliceFiles, nil), false).Ping(t.Context()); err != nil {
+		t.Errorf("a current certificate of the second CA: %v", err)
+	}
+	// The same CRLs given as two files work alike.
+	ts2 := startServer(t, d1, nil, func(c *Config) { c.Files.CA, c.Files.CRLs = bundle, []string{d1.CRL(), d2.CRL()} })
+	expectRejected(t, "two CRL files", freshClient(t, ts2.addr, clientTLS(t, bobFiles, nil), false).Ping(t.Context()))
+
+	files, err := d1.ServerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files.CA = bundle // CA2 without its CRL
+	if _, err := New(Config{Files: files, Store: newMemStore()}); !errors.Is(err, ErrNoCRL) || !strings.Contains(err.Error(), bob.Cert.Issuer.CommonName) {
+		t.Errorf("a bundle CA without a CRL: %v, want ErrNoCRL naming it", err)
+	}
+	// A CRL no CA of the bundle signed is refused.
+	files.CA, files.CRLs = d1.CACert(), []string{d2.CRL()}
+	if _, err := New(Config{Files: files, Store: newMemStore()}); err == nil {
+		t.Error("a CRL of another CA was accepted")
+	}
+}
+
+// TestCRLRollbackRefused: replacing the CRL with an older one that is
+// still valid does not un-revoke: the reload is refused and the old
+// snapshot stays (security finding 8).
+func TestCRLRollbackRefused(t *testing.T) {
+	d := testPKI(t, false)
+	old, err := os.ReadFile(d.CRL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, d, nil, nil)
+	malloryFiles, mallory := issueClient(t, d, "mallory")
+	revoke(t, d, mallory.CertFile)
+	if err := ts.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c := freshClient(t, ts.addr, clientTLS(t, malloryFiles, nil), false)
+	expectRejected(t, "revoked", c.Ping(t.Context()))
+	if err := os.WriteFile(d.CRL(), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.srv.Reload(); err == nil || !strings.Contains(err.Error(), "older") {
+		t.Errorf("reload of an older CRL: %v, want it refused", err)
+	}
+	expectRejected(t, "revoked, after a rolled-back CRL", c.Ping(t.Context()))
+}
+
+// TestOpenConnectionOutlivesNothing: a keep-alive connection stops being
+// served when its client certificate expires, or when its CA leaves the
+// bundle (security finding 5: only the CRL was re-checked per request).
+func TestOpenConnectionOutlivesNothing(t *testing.T) {
+	t.Run("expiry", func(t *testing.T) {
+		d := testPKI(t, false)
+		var skew atomic.Int64
+		now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+		ts := startServer(t, d, nil, func(c *Config) { c.TLS.Now = now })
+		shortFiles := signClient(t, d, "short", time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+		c := newTestClient(t, d, ts.addr, func(cc *client.Config) { cc.Files = shortFiles })
+		if _, err := c.Put(t.Context(), "k", []byte("v"), kvs.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		skew.Store(int64(2 * time.Hour))
+		if _, err := c.Get(t.Context(), "k"); !errors.Is(err, client.ErrRejected) {
+			t.Errorf("request after the certificate expired, on the same connection: %v", err)
+		}
+	})
+	t.Run("CA removed", func(t *testing.T) {
+		d1, d2 := testPKI(t, false), testPKI(t, false)
+		bundle := concat(t, "bundle.pem", d1.CACert(), d2.CACert())
+		crls := concat(t, "crls.pem", d1.CRL(), d2.CRL())
+		ts := startServer(t, d1, nil, func(c *Config) { c.Files.CA, c.Files.CRLs = bundle, []string{crls} })
+		other, err := d2.ClientFiles()
+		if err != nil {
+			t.Fatal(err)
+		}
+		other.CA = d1.CACert()
+		c := newTestClient(t, d1, ts.addr, func(cc *client.Config) { cc.Files = other })
+		if _, err := c.Put(t.Context(), "k", []byte("v"), kvs.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(d1.CACert())
+		if err := os.WriteFile(bundle, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c1, _ := os.ReadFile(d1.CRL())
+		if err := os.WriteFile(crls, c1, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := ts.srv.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Get(t.Context(), "k"); !errors.Is(err, client.ErrRejected) {
+			t.Errorf("request after its CA left the bundle, on the same connection: %v", err)
+		}
+	})
+}

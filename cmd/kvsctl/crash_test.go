@@ -9,8 +9,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -30,11 +28,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kvsctl/kvsctl/kvs"
 	"github.com/kvsctl/kvsctl/kvs/client"
+	"github.com/kvsctl/kvsctl/kvs/postgres/pgtest"
 	"github.com/kvsctl/kvsctl/pki"
 )
 
@@ -206,48 +204,11 @@ func (h *crashHistory) verify(t *testing.T, c *client.Client) (lost, torn, appli
 	return lost, torn, applied
 }
 
-// crashDatabase creates a database of its own on the PostgreSQL of
-// KVS_TEST_DATABASE (serve uses the public schema) and drops it at the end.
+// crashDatabase is a database of its own for a serve that uses the public
+// schema, dropped at the end.
 func crashDatabase(t *testing.T) string {
 	t.Helper()
-	db := os.Getenv("KVS_TEST_DATABASE")
-	if db == "" {
-		const msg = "KVS_TEST_DATABASE is not set: the PostgreSQL crash test NOT RUN"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + "; CI=true requires it")
-		}
-		t.Skip("!!! " + msg + " !!!")
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "kvscrash_" + hex.EncodeToString(b)
-	conn, err := pgx.Connect(t.Context(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, db)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return pgtest.NewDatabase(t)
 }
 
 func crashPKI(t *testing.T, pass []byte) string {

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -73,4 +74,45 @@ func DropSchema(ctx context.Context, db, schema string) error {
 		return fmt.Errorf("drop schema %s: %w", schema, err)
 	}
 	return nil
+}
+
+// NewDatabase creates a database of its own on the server of
+// $KVS_TEST_DATABASE, for a program that works in the public schema (a
+// kvsctl serve started as a user would), and drops it when the test ends.
+// It returns the new database's URL.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	db := Database(t)
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "kvstest_" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, db)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(db)
+	if err != nil {
+		t.Fatalf("%s: %v", EnvVar, err)
+	}
+	u.Path = "/" + name
+	return u.String()
 }

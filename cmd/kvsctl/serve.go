@@ -72,6 +72,10 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("log-level"), Usage: "log level: debug, info, warn or error"},
 			durationFlag("reload-interval", server.DefaultReloadInterval, "how often to check certificate, CRL and policy files for changes (0: only on SIGHUP)"),
 			&cli.StringFlag{
+				Name: "metrics-listen", EnvVars: env("metrics-listen"),
+				Usage: "also serve /metrics, /healthz and /readyz in plain HTTP on `ADDR`, for Prometheus and load balancers (no key data; off by default)",
+			},
+			&cli.StringFlag{
 				Name: "pprof", EnvVars: env("pprof"),
 				Usage: "serve Go profiling endpoints (/debug/pprof/) on `ADDR`, a loopback address such as 127.0.0.1:6060; plain HTTP, no authentication",
 			},
@@ -144,6 +148,7 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 		ShutdownTimeout:   c.Duration("shutdown-timeout"),
 		ReloadInterval:    c.Duration("reload-interval"),
 		Pprof:             c.String("pprof"),
+		MetricsListen:     c.String("metrics-listen"),
 	}
 	if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" || len(c.StringSlice("crl")) > 0 {
 		sc.server.Files = pki.Files{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRLs: c.StringSlice("crl")}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kvsctl/kvsctl/kvs"
 )
 
 // Run serves on ln until ctx ends, the way kvsctl serve does: it reloads
@@ -34,6 +36,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			return err
 		}
 		wg.Go(func() { s.servePprof(ctx, pln) })
+	}
+	if s.cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		wg.Go(func() { s.serveProbes(ctx, mln) })
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -102,4 +112,44 @@ func (s *Server) servePprof(ctx context.Context, ln net.Listener) {
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		s.log.Error("pprof listener stopped", "err", err)
 	}
+}
+
+// serveProbes serves, in plain HTTP on ln until ctx ends, what monitoring
+// and load balancers ask for without a client certificate: /metrics
+// (Prometheus), /healthz (the process is up) and /readyz (the store answers,
+// the server's certificate and every CRL are current). It serves no key
+// data.
+func (s *Server) serveProbes(ctx context.Context, ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+kvs.MetricsPath, s.metricsHandler)
+	mux.HandleFunc("GET "+kvs.HealthPath, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.ready(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	s.log.Info("serving metrics and probes", "url", "http://"+ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error("metrics listener stopped", "err", err)
+	}
+}
+
+// ready says why the server could not serve a request now, or nil.
+func (s *Server) ready(ctx context.Context) error {
+	if err := s.tls.Ready(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", kvs.ErrUnavailable)
+	}
+	return nil
 }

@@ -59,6 +59,11 @@ type Config struct {
 	// Pprof, when set, is a loopback address on which Run serves Go's
 	// profiling endpoints (plain HTTP, unauthenticated).
 	Pprof string
+	// MetricsListen, when set, is an address on which Run serves /metrics,
+	// /healthz (liveness) and /readyz (store reachable, TLS material and
+	// CRLs current) in plain HTTP, for Prometheus and load-balancer probes;
+	// it serves no key data.
+	MetricsListen string
 
 	Logger   *slog.Logger // operational log; nil discards
 	Audit    *slog.Logger // one line per request; nil means Logger

@@ -252,7 +252,7 @@ func TestCrashServeSIGKILL(t *testing.T) {
 		name  string
 		store func(t *testing.T) string
 	}{
-		{"bolt", func(t *testing.T) string { return "bolt:" + filepath.Join(t.TempDir(), "kvs.db") }},
+		{"bolt", func(t *testing.T) string { return "bolt:" + filepath.Join(t.TempDir(), "data", "kvs.db") }},
 		{"postgres", crashDatabase},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

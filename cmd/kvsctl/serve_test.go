@@ -73,7 +73,7 @@ var listening = regexp.MustCompile(`(?:listening on https://|"addr":")(127\.0\.0
 func startServeCLI(t *testing.T, dir string, extra ...string) *servedCLI {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &servedCLI{store: "bolt:" + filepath.Join(t.TempDir(), "kvs.db"), stderr: &lockedBuffer{}}
+	s := &servedCLI{store: "bolt:" + filepath.Join(t.TempDir(), "data", "kvs.db"), stderr: &lockedBuffer{}}
 	args := append([]string{"kvsctl", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--store", s.store}, extra...)
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, strings.NewReader(""), &lockedBuffer{}, s.stderr) }()
@@ -125,7 +125,7 @@ func TestServeStartupErrors(t *testing.T) {
 	}
 	defer busy.Close()
 	empty := t.TempDir()
-	store := "bolt:" + filepath.Join(t.TempDir(), "kvs.db")
+	store := "bolt:" + filepath.Join(t.TempDir(), "data", "kvs.db")
 	for _, tc := range []struct {
 		name string
 		args []string

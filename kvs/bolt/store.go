@@ -88,6 +88,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open bolt store: create directory: %w: %w", kvs.ErrUnavailable, err)
 		}
 	}
+	if err := checkPlace(path); err != nil {
+		return nil, err
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: wait, ReadOnly: readOnly})
 	if err != nil && !readOnly && notWritable(err) {
 		if _, statErr := os.Stat(path); statErr == nil {
@@ -111,6 +114,30 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// checkPlace refuses a store whose directory or file is a symbolic link
+// (writes would land elsewhere) or whose directory group or others can
+// read, with the chmod that fixes it.
+func checkPlace(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("open bolt store: %w: %w", kvs.ErrUnavailable, err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("open bolt store %s: the directory %s is a symbolic link: refusing to follow it; give the real path", path, dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if fi.Mode()&fs.ModeSticky != 0 {
+			return fmt.Errorf("open bolt store %s: %s is a shared directory (mode %04o, sticky): put the store in a directory of its own", path, dir, perm)
+		}
+		return fmt.Errorf("open bolt store %s: the directory %s is accessible by group or others (mode %04o): run 'chmod 700 %s'", path, dir, perm, dir)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("open bolt store %s: the file is a symbolic link: refusing to follow it; give the real path", path)
+	}
+	return nil
 }
 
 // init creates the buckets in a new file and checks the format of an

@@ -29,7 +29,7 @@ func openBolt(t testing.TB, path string, opts bolt.Options) kvs.Store {
 
 func TestBoltStore(t *testing.T) {
 	kvstest.Run(t, func(t *testing.T) kvs.Store {
-		return openBolt(t, filepath.Join(t.TempDir(), "kvs.db"), bolt.Options{})
+		return openBolt(t, filepath.Join(t.TempDir(), "data", "kvs.db"), bolt.Options{})
 	})
 }
 
@@ -41,7 +41,7 @@ func TestBoltStorePersistence(t *testing.T) {
 }
 
 func TestBoltStoreLocked(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "kvs.db")
+	path := filepath.Join(t.TempDir(), "data", "kvs.db")
 	s := openBolt(t, path, bolt.Options{})
 	defer s.Close()
 	start := time.Now()
@@ -56,6 +56,9 @@ func TestBoltStoreLocked(t *testing.T) {
 
 func TestBoltStoreNotABoltFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kvs.db")
+	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(path, bytes.Repeat([]byte("not bolt"), 1024), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +137,7 @@ func TestBoltStoreDiskFull(t *testing.T) {
 		t.Skip("mounting a tmpfs needs root")
 	}
 	dir := t.TempDir()
-	mountOrSkip(t, "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir)
+	mountOrSkip(t, "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", dir)
 	s := openBolt(t, filepath.Join(dir, "kvs.db"), bolt.Options{})
 	defer s.Close()
 	if _, err := s.Put(t.Context(), "first", []byte("kept"), kvs.Cond{}); err != nil {
@@ -169,7 +172,7 @@ func mountOrSkip(t *testing.T, args ...string) {
 }
 
 func BenchmarkBoltGet(b *testing.B) {
-	s := openBolt(b, filepath.Join(b.TempDir(), "kvs.db"), bolt.Options{})
+	s := openBolt(b, filepath.Join(b.TempDir(), "data", "kvs.db"), bolt.Options{})
 	defer s.Close()
 	value := bytes.Repeat([]byte("v"), 256)
 	if _, err := s.Put(b.Context(), "bench/key", value, kvs.Cond{}); err != nil {
@@ -186,7 +189,7 @@ func BenchmarkBoltGet(b *testing.B) {
 // BenchmarkBoltPutParallel measures fsynced writes from concurrent
 // clients, which share commits through bolt's Batch.
 func BenchmarkBoltPutParallel(b *testing.B) {
-	s := openBolt(b, filepath.Join(b.TempDir(), "kvs.db"), bolt.Options{})
+	s := openBolt(b, filepath.Join(b.TempDir(), "data", "kvs.db"), bolt.Options{})
 	defer s.Close()
 	value := bytes.Repeat([]byte("v"), 256)
 	b.SetParallelism(8)
@@ -201,4 +204,55 @@ func BenchmarkBoltPutParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestBoltRefusesSymlinksAndLooseDirectories: the store's directory and
+// file are ours; a symbolic link would make writes land elsewhere, and a
+// directory that group or others can read exposes the data (security
+// finding 12). Nothing is created in either case.
+func TestBoltRefusesSymlinksAndLooseDirectories(t *testing.T) {
+	root := t.TempDir()
+	real := filepath.Join(root, "real")
+	if err := os.Mkdir(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(root, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := bolt.Open(t.Context(), filepath.Join(link, "kvs.db"), bolt.Options{}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		if s != nil {
+			s.Close()
+		}
+		t.Errorf("a symlinked directory: %v, want it refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "kvs.db")); err == nil {
+		t.Error("the store was created through the link")
+	}
+	target := filepath.Join(root, "target.db")
+	if err := os.Symlink(target, filepath.Join(real, "file.db")); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := bolt.Open(t.Context(), filepath.Join(real, "file.db"), bolt.Options{}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		if s != nil {
+			s.Close()
+		}
+		t.Errorf("a symlinked file: %v, want it refused", err)
+	}
+	if _, err := os.Stat(target); err == nil {
+		t.Error("the link's target was created")
+	}
+	loose := filepath.Join(root, "loose")
+	if err := os.Mkdir(loose, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(loose, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := bolt.Open(t.Context(), filepath.Join(loose, "kvs.db"), bolt.Options{}); err == nil || !strings.Contains(err.Error(), "chmod 700 "+loose) {
+		if s != nil {
+			s.Close()
+		}
+		t.Errorf("a directory group and others can read: %v, want it refused with the chmod", err)
+	}
 }

@@ -19,7 +19,7 @@ import (
 func TestClientOverBolt(t *testing.T) {
 	d := servertest.PKI(t, false)
 	kvstest.Run(t, func(t *testing.T) kvs.Store {
-		s, err := bolt.Open(t.Context(), filepath.Join(t.TempDir(), "kvs.db"), bolt.Options{})
+		s, err := bolt.Open(t.Context(), filepath.Join(t.TempDir(), "data", "kvs.db"), bolt.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

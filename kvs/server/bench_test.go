@@ -70,7 +70,7 @@ func benchServer(b *testing.B, d pki.Dir, audit *slog.Logger, nkeys int) (*Serve
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := stores.Open(context.Background(), "bolt:"+filepath.Join(b.TempDir(), "kvs.db"), stores.Options{})
+	store, err := stores.Open(context.Background(), "bolt:"+filepath.Join(b.TempDir(), "data", "kvs.db"), stores.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func BenchmarkBoltPut(b *testing.B) {
 	value := bytes.Repeat([]byte("v"), 100)
 	for _, writers := range []int{1, 32} {
 		b.Run("writers="+strconv.Itoa(writers), func(b *testing.B) {
-			store, err := stores.Open(context.Background(), "bolt:"+filepath.Join(b.TempDir(), "kvs.db"), stores.Options{})
+			store, err := stores.Open(context.Background(), "bolt:"+filepath.Join(b.TempDir(), "data", "kvs.db"), stores.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -74,7 +74,7 @@ func startServer(t testing.TB, d pki.Dir, store kvs.Store, mutate func(*Config))
 		t.Fatal(err)
 	}
 	if store == nil {
-		bs, err := bolt.Open(t.Context(), filepath.Join(t.TempDir(), "kvs.db"), bolt.Options{})
+		bs, err := bolt.Open(t.Context(), filepath.Join(t.TempDir(), "data", "kvs.db"), bolt.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,7 +35,7 @@ func TestFaultBoltDiskFull(t *testing.T) {
 		t.Skip("mounting a tmpfs needs root")
 	}
 	dir := t.TempDir()
-	relMount(t, "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir)
+	relMount(t, "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", dir)
 	filler := filepath.Join(dir, "filler")
 	if err := os.WriteFile(filler, make([]byte, 256<<10), 0o600); err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func TestHostileAttacks(t *testing.T) {
 	}
 	window := relWindow(t)
 	d := testPKI(t, false)
-	store, err := stores.Open(t.Context(), "bolt:"+filepath.Join(t.TempDir(), "kvs.db"), stores.Options{})
+	store, err := stores.Open(t.Context(), "bolt:"+filepath.Join(t.TempDir(), "data", "kvs.db"), stores.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 func TestLostUpdates(t *testing.T) {
 	d := testPKI(t, false)
 	bolt := func(t *testing.T) []string {
-		s, err := stores.Open(t.Context(), "bolt:"+filepath.Join(t.TempDir(), "kvs.db"), stores.Options{})
+		s, err := stores.Open(t.Context(), "bolt:"+filepath.Join(t.TempDir(), "data", "kvs.db"), stores.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -55,7 +55,7 @@ func Start(t testing.TB, d pki.Dir, cfg server.Config) *Server {
 		cfg.Files = f
 	}
 	if cfg.Store == nil {
-		s, err := bolt.Open(context.Background(), filepath.Join(t.TempDir(), "kvs.db"), bolt.Options{})
+		s, err := bolt.Open(context.Background(), filepath.Join(t.TempDir(), "data", "kvs.db"), bolt.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"os"
 	"path/filepath"
@@ -195,4 +198,42 @@ func TestOpenConnectionOutlivesNothing(t *testing.T) {
 			t.Errorf("request after its CA left the bundle, on the same connection: %v", err)
 		}
 	})
+}
+
+// TestClientAuthMustBeNamed: a client certificate of the CA without an
+// extended key usage, or with anyExtendedKeyUsage only, is refused: Go's
+// verifier takes both as valid for client authentication, and a CA that
+// issues them for other uses must not grant access (security finding 13).
+func TestClientAuthMustBeNamed(t *testing.T) {
+	d := testPKI(t, false)
+	ts := startServer(t, d, nil, nil)
+	ca, err := pki.LoadCA(d, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, eku := range map[string][]x509.ExtKeyUsage{
+		"no extended key usage": nil,
+		"anyExtendedKeyUsage":   {x509.ExtKeyUsageAny},
+	} {
+		key, err := pki.GenerateKey(pki.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serial, _ := pki.NewSerial()
+		tmpl := &x509.Certificate{
+			SerialNumber: serial, Subject: pkix.Name{CommonName: "client"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyPEM, _ := pki.MarshalKey(key, nil)
+		dir := t.TempDir()
+		f := pki.Files{Cert: filepath.Join(dir, "c.crt"), Key: filepath.Join(dir, "c.key"), CA: d.CACert()}
+		os.WriteFile(f.Cert, pki.PEMCert(der), 0o644)
+		os.WriteFile(f.Key, keyPEM, 0o600)
+		expectRejected(t, name, freshClient(t, ts.addr, clientTLS(t, f, nil), false).Ping(t.Context()))
+	}
 }

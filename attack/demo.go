@@ -89,6 +89,10 @@ func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err 
 	if _, err := pki.Init(ctx, pki.InitOptions{Dir: dir, Hosts: demoHosts, KeyType: pki.ECDSAP256}); err != nil {
 		return nil, fmt.Errorf("create the demo PKI: %w", err)
 	}
+	second := pki.Dir(filepath.Join(tmp, "certs2"))
+	if _, err := pki.Init(ctx, pki.InitOptions{Dir: second, Hosts: demoHosts, KeyType: pki.ECDSAP256}); err != nil {
+		return nil, fmt.Errorf("create the demo's second CA: %w", err)
+	}
 	store, storeName, dropSchema, err := openDemoStore(ctx, o.Store, tmp)
 	if err != nil {
 		return nil, err
@@ -107,7 +111,7 @@ func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err 
 	if err != nil {
 		return nil, err
 	}
-	e.clientHook = weak.clientTLS
+	e.clientHook, e.second = weak.clientTLS, second
 	stop, err := startDemoServer(ctx, e, store, tmp, weak)
 	if err != nil {
 		return nil, err
@@ -145,6 +149,12 @@ func startDemoServer(ctx context.Context, e *env, store kvs.Store, tmp string, w
 	if err != nil {
 		return nil, err
 	}
+	// The server trusts two CAs, each with its CRL.
+	bundle, err := concatFiles(filepath.Join(tmp, "ca-bundle.pem"), e.dir.CACert(), e.second.CACert())
+	if err != nil {
+		return nil, err
+	}
+	files.CA, files.CRLs = bundle, []string{e.dir.CRL(), e.second.CRL()}
 	e.log = newServerLog()
 	cfg := server.Config{Files: files, Store: store, PolicyFile: policyFile, Observer: e.log.observer()}
 	if weak.server != nil {
@@ -176,6 +186,22 @@ func startDemoServer(ctx context.Context, e *env, store kvs.Store, tmp string, w
 		}
 		return nil
 	}, nil
+}
+
+// concatFiles writes the files one after the other into out.
+func concatFiles(out string, files ...string) (string, error) {
+	var all []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		all = append(all, b...)
+	}
+	if err := pki.WriteFileAtomic(out, all, pki.CertMode, true); err != nil {
+		return "", err
+	}
+	return out, nil
 }
 
 // demoPolicy lets in the real client, and the identities the revocation

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs/server"
+	"github.com/kvsctl/kvsctl/pki"
 )
 
 // The negative controls: the demo against deliberately weakened
@@ -63,6 +65,52 @@ func noCRL(c *server.Config) { c.Files.CRLs, c.NoCRL = nil, true }
 
 // noPolicy serves without the policy.
 func noPolicy(c *server.Config) { c.PolicyFile = "" }
+
+// sansAsNames adds to the demo policy entries that give the real client's
+// name, as an e-mail and a DNS SAN, the real client's rights: what a policy
+// did that took every SAN for a name.
+func sansAsNames(c *server.Config) {
+	data, err := os.ReadFile(c.PolicyFile)
+	if err != nil {
+		panic(err)
+	}
+	extra := "  \"email:client\":\n    prefixes: [\"\"]\n    operations: [read, write, delete, list]\n" +
+		"  \"dns:client\":\n    prefixes: [\"\"]\n    operations: [read, write, delete, list]\n"
+	if err := os.WriteFile(c.PolicyFile, append(data, extra...), 0o600); err != nil {
+		panic(err)
+	}
+}
+
+// firstCRLOnly serves with the first CA's CRL only, the second CA let in
+// without one: what a server did that read only the first CRL.
+func firstCRLOnly(c *server.Config) { c.Files.CRLs, c.NoCRL = c.Files.CRLs[:1], true }
+
+// crlNumbersForgotten serves each handshake with TLS material loaded anew
+// from the files, so no CRL number is remembered between loads: what a
+// server does that accepts any valid CRL.
+func crlNumbersForgotten() weakening {
+	var files pki.Files
+	return weakening{
+		server: func(c *server.Config) { files = c.Files },
+		serve: func(ctx context.Context, srv *server.Server, ln net.Listener, onHandshake func(server.HandshakeEvent)) error {
+			cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+			cfg.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+				st, err := server.LoadTLS(files, server.TLSOptions{})
+				if err != nil {
+					return nil, err
+				}
+				return st.Config().GetConfigForClient(hi)
+			}
+			hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+			stop := context.AfterFunc(ctx, func() { hs.Close() })
+			defer stop()
+			if err := hs.Serve(server.TLSListener(ln, cfg, 5*time.Second, onHandshake)); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+}
 
 // weakTLS serves the demo server's handler with its TLS configuration
 // altered by weaken for each handshake: the deployment a careless
@@ -121,7 +169,7 @@ func serverUnchecked(c *tls.Config) { c.InsecureSkipVerify = true }
 
 func TestAttackNegativeControls(t *testing.T) {
 	clientCertScenarios := []string{"self-signed-client", "rogue-ca", "no-client-cert", "expired-client",
-		"not-yet-valid-client", "revoked-client", "revoked-resumed", "server-cert-as-client"}
+		"not-yet-valid-client", "revoked-client", "revoked-resumed", "server-cert-as-client", "second-ca-revoked", "rolled-back-crl"}
 	cases := []struct {
 		name          string
 		weak          weakening
@@ -132,10 +180,13 @@ func TestAttackNegativeControls(t *testing.T) {
 		// The handler's own check answers 403 to a request without a
 		// certificate, so the control fails too.
 		{"client certificate not requested", weakTLS(clientCertNotRequested), clientCertScenarios, true},
-		{"CRL not loaded", weakening{server: noCRL}, []string{"revoked-client", "revoked-resumed"}, false},
+		{"CRL not loaded", weakening{server: noCRL}, []string{"revoked-client", "revoked-resumed", "second-ca-revoked", "rolled-back-crl"}, false},
 		{"resumed sessions not re-checked", weakTLS(resumptionNotRechecked), []string{"revoked-resumed"}, false},
 		{"TLS 1.0 and CBC suites allowed", weakTLS(oldProtocols), []string{"tls10", "tls11", "tls12-cbc"}, false},
-		{"no policy", weakening{server: noPolicy}, []string{"outside-policy"}, false},
+		{"no policy", weakening{server: noPolicy}, []string{"san-impersonation", "outside-policy"}, false},
+		{"SANs taken for names", weakening{server: sansAsNames}, []string{"san-impersonation"}, false},
+		{"only the first CRL", weakening{server: firstCRLOnly}, []string{"second-ca-revoked"}, false},
+		{"CRL numbers forgotten", crlNumbersForgotten(), []string{"rolled-back-crl"}, false},
 		{"host name not checked by the client", weakening{clientTLS: hostNameUnchecked}, []string{"hostname-mismatch"}, false},
 		{"server certificate not checked by the client", weakening{clientTLS: serverUnchecked}, []string{"rogue-server", "hostname-mismatch"}, false},
 	}

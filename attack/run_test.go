@@ -79,8 +79,9 @@ func TestAttackRunRemote(t *testing.T) {
 	if !rep.OK || rep.Mode != "remote" {
 		t.Errorf("report OK=%v mode %s, want OK remote; failures: %+v", rep.OK, rep.Mode, rep.Failures())
 	}
-	if rep.Count(Refused) != len(Scenarios())-1 || rep.Count(Passed) != 1 {
-		t.Errorf("%d refused, %d passed", rep.Count(Refused), rep.Count(Passed))
+	// Only the demo has a second CA.
+	if rep.Count(Refused) != len(Scenarios())-2 || rep.Count(Passed) != 1 || result(t, rep, "second-ca-revoked").Outcome != Skipped {
+		t.Errorf("%d refused, %d passed, second-ca-revoked %s", rep.Count(Refused), rep.Count(Passed), result(t, rep, "second-ca-revoked").Outcome)
 	}
 	for _, name := range []string{"self-signed-client", "revoked-client", "tls10", "plaintext-http"} {
 		if r := result(t, rep, name); r.ServerSaw != remoteSaw {
@@ -117,8 +118,8 @@ func TestAttackRunRemote(t *testing.T) {
 			revoked++
 		}
 	}
-	if revoked != 2 {
-		t.Errorf("%d attack certificates revoked in the inventory, want 2", revoked)
+	if revoked != 3 {
+		t.Errorf("%d attack certificates revoked in the inventory, want 3", revoked)
 	}
 }
 
@@ -142,8 +143,8 @@ func TestAttackRunRemoteWithoutCAKey(t *testing.T) {
 			t.Errorf("%s: needs CA key %v, outcome %s", r.Scenario, s.NeedsCAKey, r.Outcome)
 		}
 	}
-	if len(skipped) != 7 || !rep.OK {
-		t.Errorf("skipped %v, OK %v; want 7 skipped and OK", skipped, rep.OK)
+	if len(skipped) != 10 || !rep.OK {
+		t.Errorf("skipped %v, OK %v; want 10 skipped and OK", skipped, rep.OK)
 	}
 }
 
@@ -159,8 +160,8 @@ func TestAttackRunRemoteSelfSigned(t *testing.T) {
 	for _, r := range rep.Results {
 		t.Logf("%-22s %-9s %s | client: %s", r.Scenario, r.Outcome, r.Observed, r.ClientSaw)
 	}
-	if !rep.OK || rep.Count(Skipped) != 7 || rep.Count(Refused) != 8 {
-		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 7 and 8", rep.OK, rep.Count(Skipped), rep.Count(Refused))
+	if !rep.OK || rep.Count(Skipped) != 10 || rep.Count(Refused) != 8 {
+		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 10 and 8", rep.OK, rep.Count(Skipped), rep.Count(Refused))
 	}
 	if r := result(t, rep, "expired-client"); !strings.Contains(r.Observed, "self-signed PKI without a CA") {
 		t.Errorf("expired-client skipped with %q", r.Observed)

@@ -58,6 +58,9 @@ type env struct {
 	runID         string
 	now           func() time.Time
 
+	// second is the PKI directory of a second CA that the server trusts
+	// too (the demo makes one); "" when there is none.
+	second pki.Dir
 	// log is the demo server's log; nil against a remote server.
 	log *serverLog
 	// reload makes the server take up the new CRL after a revocation;

@@ -141,6 +141,30 @@ var scenarios = []Scenario{
 		run:         runHostnameMismatch,
 	},
 	{
+		Name:        "san-impersonation",
+		Description: "a valid client of the real CA whose e-mail and DNS SANs spell the real client's identity",
+		Attacker:    "real-CA cert, own CN, SANs naming the real client",
+		Expected:    "403 forbidden: a SAN is not a common name",
+		NeedsCAKey:  true,
+		run:         runSANImpersonation,
+	},
+	{
+		Name:        "second-ca-revoked",
+		Description: "a client certificate that the second CA of the server's bundle issued and revoked in its own CRL",
+		Attacker:    "cert of CA 2, revoked in CA 2's CRL",
+		Expected:    "refused at the handshake",
+		NeedsCAKey:  true, // the second CA's
+		run:         runSecondCARevoked,
+	},
+	{
+		Name:        "rolled-back-crl",
+		Description: "a revoked client after its CRL was replaced by the previous, still valid CRL",
+		Attacker:    "revoked cert, older CRL put back",
+		Expected:    "older CRL refused, still revoked",
+		NeedsCAKey:  true,
+		run:         runRolledBackCRL,
+	},
+	{
 		Name:        "outside-policy",
 		Description: "authenticated but not authorized: a valid client of the real CA that the policy does not name",
 		Attacker:    "valid real-CA cert, identity not in the policy",

@@ -28,6 +28,7 @@
 //	init.go       Init: a whole PKI in one step
 //	issue.go      Issue: a new leaf from the CA
 //	sign.go       SignCSR: external CSRs, subject and SANs only
+//	san.go        SANs by type; a client CSR may not take another identity's name
 //	renew.go      Renew: same subject, SANs and usage, new validity, in place
 //	revoke.go     Revoke, UpdateCRL
 //	crl.go        CRL signing, parsing, verified lookups
@@ -51,6 +52,10 @@
 //   - Serial numbers are 128-bit random; CRL numbers only increase.
 //   - A CSR never obtains an extension it asks for: only its subject and SANs
 //     are copied into the certificate.
+//   - A client CSR does not get a SAN that is the common name or a SAN of
+//     another current certificate unless the caller allows it
+//     ([SignOptions].AllowSAN), and every SAN of every type is recorded in
+//     the inventory.
 //   - Parsers of outside input (certificates, CRLs, CSRs, keys) return errors
 //     and never panic; an encrypted key may not ask for more than 10,000,000
 //     PBKDF2 iterations or 1 GiB of scrypt memory. Each has a fuzz target.

@@ -22,6 +22,9 @@ type Record struct {
 	Name    string `json:"name"`
 	Kind    string `json:"kind"` // "ca", "server" or "client"
 	Subject string `json:"subject"`
+	// CommonName is the subject's common name, the identity a policy's
+	// bare name matches. Inventories written before it was kept lack it.
+	CommonName string `json:"common_name,omitempty"`
 	// Hosts are the DNS names and then the IP addresses.
 	Hosts     []string   `json:"hosts,omitempty"`
 	Emails    []string   `json:"emails,omitempty"` // e-mail (rfc822Name) SANs
@@ -64,7 +67,7 @@ func SerialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
 // SANs.
 func NewRecord(name, kind, file string, c *x509.Certificate) Record {
 	r := Record{
-		Serial: SerialHex(c), Name: name, Kind: kind, Subject: c.Subject.String(),
+		Serial: SerialHex(c), Name: name, Kind: kind, Subject: c.Subject.String(), CommonName: c.Subject.CommonName,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), File: file,
 	}
 	r.Hosts = append(r.Hosts, c.DNSNames...)

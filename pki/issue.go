@@ -65,20 +65,18 @@ func Issue(ctx context.Context, o IssueOptions) (*Issued, error) {
 		Profile: o.Profile, Subject: pkix.Name{CommonName: o.Name}, Hosts: o.Hosts,
 		Days: o.Days, PublicKey: keys[0].Public(), NotBefore: o.notBefore, NotAfter: o.notAfter,
 	}
-	return ca.issueAndRecord(o.Dir, o.Name, req, keys[0], o.Force, o.Now)
+	return ca.issueAndRecord(o.Dir, o.Name, req, keys[0], o.Force, o.Now, nil)
 }
 
 // issueAndRecord signs req, writes the certificate (and key, when not nil)
 // under issued/ and appends the record to the inventory, all under the
-// directory lock. When the inventory cannot be written, the new files are
-// removed again.
-func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Signer, force bool, now time.Time) (*Issued, error) {
+// directory lock. check, when not nil, runs on the inventory under the lock
+// before anything is written, and its error stops the issuance. When the
+// inventory cannot be written, the new files are removed again.
+func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Signer, force bool, now time.Time, check func(*Inventory) error) (*Issued, error) {
 	cert, err := ca.Sign(req, now)
 	if err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(d.IssuedCert(name)), DirMode); err != nil {
-		return nil, fmt.Errorf("create %s: %w", filepath.Dir(d.IssuedCert(name)), err)
 	}
 	unlock, err := d.lock()
 	if err != nil {
@@ -88,6 +86,14 @@ func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Sig
 	inv, err := d.LoadInventory()
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		if err := check(inv); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(d.IssuedCert(name)), DirMode); err != nil {
+		return nil, fmt.Errorf("create %s: %w", filepath.Dir(d.IssuedCert(name)), err)
 	}
 	out := &Issued{Cert: cert, CertFile: d.IssuedCert(name)}
 	files := []pendingFile{{out.CertFile, PEMCert(cert.Raw), CertMode}}

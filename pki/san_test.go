@@ -5,11 +5,18 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestRecordKeepsEverySAN: the inventory records every SAN of a signed
@@ -58,6 +65,107 @@ func TestRecordKeepsEverySAN(t *testing.T) {
 			}
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("inventory %q = %q, want %q; the record: %v", tc.key, got, tc.want, inv.Certificates[i])
+			}
+		})
+	}
+}
+
+// dirFiles lists every file under d with its content, to show that a
+// refused operation wrote nothing.
+func dirFiles(t *testing.T, d Dir) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(string(d), func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		files[p] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestSignCSRRefusesAnotherIdentitysSAN: a client CSR whose SAN equals the
+// common name or a SAN of another current certificate would get that
+// certificate's rights from any policy that matches the SAN (an email:,
+// dns: or uri: identity); it is refused unless AllowSAN says so, and
+// nothing is written.
+func TestSignCSRRefusesAnotherIdentitysSAN(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newPKI(t, false) // ca, server (localhost, 127.0.0.1, ::1), client (CN client)
+	web, _ := url.Parse("spiffe://example.org/web")
+	sign := func(name string, csr x509.CertificateRequest, o SignOptions) (*Issued, error) {
+		t.Helper()
+		if csr.Subject.CommonName == "" {
+			csr.Subject.CommonName = name
+		}
+		o.Dir, o.CSRFile, o.Name = d, writeCSR(t, &csr, mustKey(t)), name
+		if o.Profile == "" {
+			o.Profile = ProfileClient
+		}
+		return SignCSR(ctx, o)
+	}
+	if _, err := sign("web-id", x509.CertificateRequest{URIs: []*url.URL{web}}, SignOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"gone", "old", "alice"} {
+		if _, err := Issue(ctx, IssueOptions{Dir: d, Profile: ProfileClient, Name: n, KeyType: ECDSAP256}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := Revoke(ctx, RevokeOptions{Dir: d, Target: d.IssuedCert("gone")}); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add((DefaultLeafDays + 1) * 24 * time.Hour) // "old" and every other leaf have expired, the CA has not
+
+	for i, tc := range []struct {
+		name    string
+		csr     x509.CertificateRequest
+		o       SignOptions
+		refused string // the collision named in the error; "" means signed
+	}{
+		{"email equal to a common name", x509.CertificateRequest{EmailAddresses: []string{"client"}}, SignOptions{}, `SAN email:client matches the common name of client certificate "client"`},
+		{"email in another case", x509.CertificateRequest{EmailAddresses: []string{"CLIENT"}}, SignOptions{}, `SAN email:CLIENT matches the common name of client certificate "client"`},
+		{"DNS equal to a common name", x509.CertificateRequest{DNSNames: []string{"Alice"}}, SignOptions{}, `SAN DNS:Alice matches the common name of client certificate "alice"`},
+		{"DNS equal to a server's SAN", x509.CertificateRequest{DNSNames: []string{"localhost"}}, SignOptions{}, `SAN DNS:localhost matches SAN DNS:localhost of server certificate "server"`},
+		{"IP equal to a server's SAN", x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, SignOptions{}, `SAN IP:127.0.0.1 matches SAN IP:127.0.0.1 of server certificate "server"`},
+		{"URI equal to a URI SAN", x509.CertificateRequest{URIs: []*url.URL{web}}, SignOptions{}, `SAN URI:spiffe://example.org/web matches SAN URI:spiffe://example.org/web of client certificate "web-id"`},
+		{"URI differing in case", x509.CertificateRequest{URIs: []*url.URL{must(url.Parse("spiffe://example.org/WEB"))}}, SignOptions{}, ""},
+		{"common name of a revoked certificate", x509.CertificateRequest{EmailAddresses: []string{"gone"}}, SignOptions{}, ""},
+		{"common name of an expired certificate", x509.CertificateRequest{EmailAddresses: []string{"old"}}, SignOptions{Now: later}, ""},
+		{"its own name", x509.CertificateRequest{Subject: pkix.Name{CommonName: "alice"}, EmailAddresses: []string{"alice"}}, SignOptions{Name: "alice", Force: true}, ""},
+		{"allowed", x509.CertificateRequest{EmailAddresses: []string{"client"}}, SignOptions{AllowSAN: true}, ""},
+		{"server profile", x509.CertificateRequest{DNSNames: []string{"localhost"}}, SignOptions{Profile: ProfileServer}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := tc.o.Name
+			if name == "" {
+				name = fmt.Sprintf("eve%d", i)
+			}
+			if tc.o.Now.IsZero() {
+				tc.o.Now = time.Now()
+			}
+			before := dirFiles(t, d)
+			iss, err := sign(name, tc.csr, tc.o)
+			if tc.refused == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if iss.Record.Name != name {
+					t.Errorf("record %+v", iss.Record)
+				}
+				return
+			}
+			if !errors.Is(err, ErrSANConflict) || !strings.Contains(err.Error(), tc.refused) {
+				t.Fatalf("error %v, want one wrapping ErrSANConflict that says %q", err, tc.refused)
+			}
+			if after := dirFiles(t, d); !maps.Equal(before, after) {
+				t.Errorf("a refused CSR changed the directory: %d files before, %d after", len(before), len(after))
 			}
 		})
 	}

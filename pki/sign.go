@@ -42,7 +42,10 @@ type SignOptions struct {
 	Days       int     // 0 means DefaultLeafDays
 	Passphrase []byte  // decrypts the CA key
 	Force      bool    // replace issued/NAME.crt
-	Now        time.Time
+	// AllowSAN signs a client CSR even when one of its SANs matches the
+	// identity of another current certificate (see [SignCSR]).
+	AllowSAN bool
+	Now      time.Time
 }
 
 // SignCSR issues a certificate for an external CSR (for example one made by
@@ -52,6 +55,14 @@ type SignOptions struct {
 // extension the CSR requests (basic constraints, key usages, ...) is ignored,
 // so a CSR can never obtain CA:TRUE. A server CSR without DNS or IP SANs gets
 // its common name as the only DNS SAN when that name is a host name.
+//
+// A client CSR is refused, with an error wrapping ErrSANConflict, when one
+// of its SANs (of any type; DNS names and e-mail addresses without regard
+// to case) equals the common name or a SAN of another certificate of the
+// inventory that is neither revoked nor expired and is recorded under
+// another name: a policy that matches that identity would grant the new
+// certificate its rights. AllowSAN signs it anyway. Nothing is written
+// when a CSR is refused.
 func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -112,7 +123,14 @@ func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 		Profile: o.Profile, Subject: csr.Subject, Hosts: hosts, Emails: csr.EmailAddresses, URIs: uris,
 		Days: o.Days, PublicKey: csr.PublicKey, rawSubject: csr.RawSubject,
 	}
-	return ca.issueAndRecord(o.Dir, name, req, nil, o.Force, o.Now)
+	var check func(*Inventory) error
+	if o.Profile == ProfileClient && !o.AllowSAN {
+		sans := csrSANs(csr)
+		check = func(inv *Inventory) error {
+			return inv.checkSANConflicts(o.Dir, "CSR "+o.CSRFile, name, sans, o.Now)
+		}
+	}
+	return ca.issueAndRecord(o.Dir, name, req, nil, o.Force, o.Now, check)
 }
 
 var hostNameRE = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62})?)*\.?$`)

@@ -62,11 +62,14 @@ func pkiSignCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sign",
 		Usage:     "sign an external certificate signing request (CSR) with the CA",
-		UsageText: "kvsctl pki sign CSR --profile server|client [--days N] [--name NAME] [--force] [--json]",
+		UsageText: "kvsctl pki sign CSR --profile server|client [--days N] [--name NAME] [--allow-san] [--force] [--json]",
 		Description: "Checks the CSR's self-signature and key, then issues a certificate that copies ONLY\n" +
 			"the CSR's subject and subject alternative names; every other extension the CSR asks for\n" +
 			"(CA:TRUE, key usages, ...) is ignored. A server CSR without SANs gets its common name as\n" +
-			"the DNS name. Writes issued/NAME.crt (NAME defaults to the common name) and records it.\n\n" +
+			"the DNS name. Writes issued/NAME.crt (NAME defaults to the common name) and records it;\n" +
+			"prints every SAN it copied, with its type (DNS:, IP:, email:, URI:).\n" +
+			"A client CSR with a SAN equal to the common name or a SAN of another current certificate\n" +
+			"in the inventory would share that identity and is refused, unless --allow-san.\n\n" +
 			"Example:\n  openssl req -new -newkey rsa:2048 -nodes -keyout web.key -out web.csr -subj /CN=web.example.com\n" +
 			"  kvsctl pki sign web.csr --profile server --days 90",
 		Flags: []cli.Flag{
@@ -74,6 +77,7 @@ func pkiSignCommand() *cli.Command {
 			&cli.StringFlag{Name: "profile", Usage: "server or client (required)"},
 			pkiDaysFlag(fmt.Sprintf("validity in days (1 to %d, default %d)", pki.MaxLeafDays, pki.DefaultLeafDays)),
 			&cli.StringFlag{Name: "name", Usage: "file name under issued/ (default: the CSR's common name)"},
+			&cli.BoolFlag{Name: "allow-san", Usage: "sign a client CSR even when a SAN matches another certificate's identity"},
 			pkiForceFlag("replace issued/NAME.crt"),
 			passphraseFileFlag(),
 			jsonFlag(),
@@ -101,7 +105,7 @@ func pkiSignCommand() *cli.Command {
 			}
 			iss, err := pki.SignCSR(c.Context, pki.SignOptions{
 				Dir: pki.Dir(c.String("dir")), CSRFile: args[0], Profile: p, Name: c.String("name"),
-				Days: c.Int("days"), Passphrase: pass, Force: c.Bool("force"),
+				Days: c.Int("days"), Passphrase: pass, Force: c.Bool("force"), AllowSAN: c.Bool("allow-san"),
 			})
 			if err != nil {
 				return err

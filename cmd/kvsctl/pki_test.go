@@ -283,6 +283,14 @@ func TestPkiCommands(t *testing.T) {
 			},
 		},
 		{
+			name: "sign a CSR claiming another identity with --allow-san",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				csr := f.write(t, "eve.csr", csrPEM(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "eve"}, EmailAddresses: []string{"client"}}), 0o644)
+				return []string{"pki", "sign", csr, "--profile", "client", "--allow-san", "--dir", string(f.dir)}
+			},
+			want: []string{`signed client certificate "eve"`, "subject  CN=eve", "SANs     email:client"},
+		},
+		{
 			name: "inspect a certificate",
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "inspect", f.dir.ServerCert()}
@@ -693,6 +701,23 @@ func TestPkiBadInput(t *testing.T) {
 				return []string{"pki", "trust", "install", "--ca", f.dir.ServerCert(), "--dir", string(f.dir)}
 			},
 			code: 1, want: "is not a CA certificate",
+		},
+		{
+			name: "CSR claiming the identity of another certificate",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				// openssl req -new -subj /CN=eve -addext "subjectAltName=email:client"
+				csr := f.write(t, "eve.csr", csrPEM(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "eve"}, EmailAddresses: []string{"client"}}), 0o644)
+				return []string{"pki", "sign", csr, "--profile", "client", "--dir", string(f.dir)}
+			},
+			code: 1, want: `SAN email:client matches the common name of client certificate "client" (serial `,
+		},
+		{
+			name: "CSR claiming the identity of another certificate: the hint",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				csr := f.write(t, "eve.csr", csrPEM(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "eve"}, EmailAddresses: []string{"client"}}), 0o644)
+				return []string{"pki", "sign", csr, "--profile", "client", "--dir", string(f.dir)}
+			},
+			code: 1, want: "\nhint: the CSR asks for another certificate's identity; sign it with --allow-san only if it is meant to share it",
 		},
 		{
 			name: "sign without a profile",

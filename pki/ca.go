@@ -333,10 +333,11 @@ func publicKeyOK(pub crypto.PublicKey) error {
 	return nil
 }
 
+// parseURI parses a URI SAN: an absolute URI, with a scheme.
 func parseURI(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" {
-		return nil, fmt.Errorf("invalid URI SAN %q", s)
+		return nil, fmt.Errorf("invalid URI %q: use an absolute URI with a scheme, such as spiffe://example.org/web", s)
 	}
 	return u, nil
 }

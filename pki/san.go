@@ -7,7 +7,26 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 )
+
+// CheckEmail validates an e-mail address for an e-mail SAN: one '@' with
+// something on either side, and no space or control character.
+func CheckEmail(s string) error {
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") ||
+		strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("invalid e-mail address %q: use one address such as ops@example.org", s)
+	}
+	return nil
+}
+
+// CheckURI validates a URI for a URI SAN: it must parse and have a
+// scheme, such as spiffe://example.org/web or urn:example:svc.
+func CheckURI(s string) error {
+	_, err := parseURI(s)
+	return err
+}
 
 // san is one subject alternative name with its type: "DNS", "IP", "email"
 // or "URI", the prefixes openssl and kvsctl print.

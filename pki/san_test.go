@@ -170,3 +170,54 @@ func TestSignCSRRefusesAnotherIdentitysSAN(t *testing.T) {
 		})
 	}
 }
+
+// TestIssueTypedIdentities: Issue puts e-mail and URI SANs into a
+// certificate (typed identities for the server's policy), records them,
+// and refuses malformed ones before writing anything.
+func TestIssueTypedIdentities(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newPKI(t, false)
+	for _, tc := range []struct {
+		name   string
+		emails []string
+		uris   []string
+		want   string // a substring of the error; "" means issued
+	}{
+		{"email and URI", []string{"svc@example.org"}, []string{"spiffe://example.org/web", "urn:example:svc"}, ""},
+		{"email without @", []string{"svc"}, nil, `invalid e-mail address "svc"`},
+		{"email with two @", []string{"a@b@example.org"}, nil, `invalid e-mail address "a@b@example.org"`},
+		{"email with a space", []string{"a b@example.org"}, nil, `invalid e-mail address "a b@example.org"`},
+		{"email with nothing before @", []string{"@example.org"}, nil, `invalid e-mail address "@example.org"`},
+		{"URI without a scheme", nil, []string{"example.org/web"}, `invalid URI "example.org/web"`},
+		{"URI that does not parse", nil, []string{"spiffe://exa mple.org/%zz"}, `invalid URI "spiffe://exa mple.org/%zz"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := dirFiles(t, d)
+			name := "svc" + fmt.Sprint(len(before))
+			iss, err := Issue(ctx, IssueOptions{Dir: d, Profile: ProfileClient, Name: name, KeyType: ECDSAP256, Emails: tc.emails, URIs: tc.uris})
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("error %v, want %q", err, tc.want)
+				}
+				if after := dirFiles(t, d); !maps.Equal(before, after) {
+					t.Error("a refused issue changed the directory")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var uris []string
+			for _, u := range iss.Cert.URIs {
+				uris = append(uris, u.String())
+			}
+			if !slices.Equal(iss.Cert.EmailAddresses, tc.emails) || !slices.Equal(uris, tc.uris) {
+				t.Errorf("certificate SANs %q %q, want %q %q", iss.Cert.EmailAddresses, uris, tc.emails, tc.uris)
+			}
+			if !slices.Equal(iss.Record.Emails, tc.emails) || !slices.Equal(iss.Record.URIs, tc.uris) {
+				t.Errorf("record %+v", iss.Record)
+			}
+		})
+	}
+}

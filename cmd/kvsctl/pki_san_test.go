@@ -47,3 +47,45 @@ func TestPkiOutputShowsEverySAN(t *testing.T) {
 		})
 	}
 }
+
+// TestPkiIssueTypedIdentities: 'pki issue' takes --email and --uri
+// (repeatable) for the typed identities a policy matches, and refuses a
+// malformed one as a usage error before anything is written.
+func TestPkiIssueTypedIdentities(t *testing.T) {
+	f := newFixture(t)
+	dir := string(f.dir)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string // substrings of stdout (code 0) or stderr
+	}{
+		{"email and URIs", []string{"client", "svc", "--email", "svc@example.org", "--uri", "spiffe://example.org/web", "--uri", "urn:example:svc"},
+			0, []string{`issued client certificate "svc"`, "SANs     email:svc@example.org, URI:spiffe://example.org/web, URI:urn:example:svc"}},
+		{"email and URI as JSON", []string{"client", "svc2", "--email", "svc2@example.org", "--uri", "spiffe://example.org/svc2", "--json"},
+			0, []string{`"emails": [`, `"svc2@example.org"`, `"uris": [`, `"spiffe://example.org/svc2"`}},
+		{"email without @", []string{"client", "bad1", "--email", "nobody"}, exitUsage, []string{`kvsctl: invalid e-mail address "nobody"`}},
+		{"email with a space", []string{"client", "bad2", "--email", "a b@example.org"}, exitUsage, []string{`invalid e-mail address "a b@example.org"`}},
+		{"URI without a scheme", []string{"client", "bad3", "--uri", "example.org/web"}, exitUsage, []string{`kvsctl: invalid URI "example.org/web"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := snapshot(t, f.root)
+			code, out, errs := runPKI(t, append(append([]string{"pki", "issue"}, tc.args...), "--dir", dir)...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
+			}
+			got := out
+			if code != 0 {
+				got = errs
+				if diffs := diffSnapshots(before, snapshot(t, f.root)); len(diffs) > 0 {
+					t.Errorf("files changed: %v", diffs)
+				}
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("output lacks %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}

@@ -50,6 +50,10 @@
 //     everything in memory, so a failure leaves no half-written PKI behind.
 //   - Existing files are never overwritten unless the caller asks to.
 //   - Serial numbers are 128-bit random; CRL numbers only increase.
+//   - A revocation cannot be undone by editing inventory.json, which is not
+//     signed: every new CRL carries forward each entry of the current
+//     crl.pem, after verifying it against the CA, with its signed time and
+//     reason, and a crl.pem that does not verify stops the re-signing.
 //   - A CSR never obtains an extension it asks for: only its subject and SANs
 //     are copied into the certificate.
 //   - A client CSR does not get a SAN that is the common name or a SAN of

@@ -48,7 +48,7 @@ func pkiRevokeCommand() *cli.Command {
 				return err
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "revoked %s certificate %q, serial %s (reason %s)\n", rec.Kind, rec.Name, rec.Serial, rec.Reason)
+			fmt.Fprintf(w, "revoked %s certificate %q, serial %s (reason %s)\n", safe(rec.Kind), rec.Name, safe(rec.Serial), safe(rec.Reason))
 			fmt.Fprintf(w, "wrote %s, valid until %s (in %s)\n", d.CRL(), pkiStamp(next), pki.HumanDuration(time.Until(next)))
 			return nil
 		},

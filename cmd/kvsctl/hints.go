@@ -35,6 +35,7 @@ var hints = []struct {
 	{pki.ErrNoKeyFile, "renew with --reuse-key, or sign a new CSR"},
 	{pki.ErrNeedName, "give the certificate a name with --name"},
 	{pki.ErrSANConflict, "the CSR asks for another certificate's identity; sign it with --allow-san only if it is meant to share it"},
+	{pki.ErrUnconstrainedCA, "the CA can sign any name; pass --yes to trust it anyway, or create a constrained CA"},
 	{pki.ErrNoRoots, "give the CA with --ca FILE (self-signed mode: the peer's certificate), or run 'kvsctl pki init'"},
 	{server.ErrAddrInUse, "stop the other process, or pick another address with --listen"},
 	{server.ErrCertExpired, "renew it with 'kvsctl pki renew FILE'"},

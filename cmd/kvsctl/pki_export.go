@@ -72,13 +72,13 @@ func pkiP12Password(c *cli.Context) (string, error) {
 }
 
 func pkiTrustCommand() *cli.Command {
-	flags := func() []cli.Flag {
-		return []cli.Flag{
+	flags := func(extra ...cli.Flag) []cli.Flag {
+		return append([]cli.Flag{
 			dirFlag(),
 			&cli.StringFlag{Name: "ca", Usage: "the CA certificate (default: DIR/ca.crt)"},
 			&cli.BoolFlag{Name: "nss", Usage: "also the NSS databases of Firefox and Chrome (needs certutil)"},
 			&cli.BoolFlag{Name: "java", Usage: "also the Java trust store of $JAVA_HOME (needs keytool)"},
-		}
+		}, extra...)
 	}
 	action := func(install bool) cli.ActionFunc {
 		return func(c *cli.Context) error {
@@ -88,13 +88,18 @@ func pkiTrustCommand() *cli.Command {
 			o := pki.TrustOptions{Dir: pki.Dir(c.String("dir")), CAFile: c.String("ca"), NSS: c.Bool("nss"), Java: c.Bool("java")}
 			fn := pki.UninstallTrust
 			if install {
-				fn = pki.InstallTrust
+				fn, o.AllowUnconstrained = pki.InstallTrust, c.Bool("yes")
 			}
 			res, err := fn(c.Context, o)
 			if err != nil {
 				return err
 			}
 			pkiPrintTrust(c.App.Writer, res)
+			if install {
+				if err := pki.CheckNameConstrained(res.Cert); err != nil {
+					fmt.Fprintf(c.App.ErrWriter, "kvsctl: warning: %s\n", safeText(err.Error()))
+				}
+			}
 			return nil
 		}
 	}
@@ -105,13 +110,18 @@ func pkiTrustCommand() *cli.Command {
 		Description: "Uses github.com/smallstep/truststore. Only a self-signed CA certificate is accepted.\n" +
 			"The system store needs root. Prints every store it changed; when a command fails, prints\n" +
 			"that command's output.\n\n" +
-			"Examples:\n  sudo kvsctl pki trust install --nss\n  sudo kvsctl pki trust uninstall --nss",
+			"Examples:\n  sudo kvsctl pki trust install --nss --yes\n  sudo kvsctl pki trust uninstall --nss",
 		Subcommands: []*cli.Command{
 			{
 				Name: "install", Usage: "add the CA to the trust stores",
-				UsageText:   "kvsctl pki trust install [--ca FILE] [--nss] [--java]",
-				Description: "Adds the CA to the system trust store (and NSS, Java when asked).\n\nExample:\n  sudo kvsctl pki trust install --ca certs/ca.crt",
-				Flags:       flags(), Action: action(true),
+				UsageText: "kvsctl pki trust install [--ca FILE] [--nss] [--java] [--yes]",
+				Description: "Adds the CA to the system trust store (and NSS, Java when asked).\n" +
+					"A CA without name constraints (kvsctl's own CA has none) can sign a certificate for any\n" +
+					"name, *.google.com included, and every program of this machine would accept it: such a\n" +
+					"CA is refused unless --yes, and installed with a warning.\n\n" +
+					"Example:\n  sudo kvsctl pki trust install --ca certs/ca.crt --yes",
+				Flags:  flags(&cli.BoolFlag{Name: "yes", Usage: "install a CA without name constraints, which can sign for any name"}),
+				Action: action(true),
 			},
 			{
 				Name: "uninstall", Usage: "remove the CA from the trust stores",

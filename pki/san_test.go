@@ -70,13 +70,18 @@ func TestRecordKeepsEverySAN(t *testing.T) {
 	}
 }
 
-// dirFiles lists every file under d with its content, to show that a
-// refused operation wrote nothing.
+// dirFiles lists every file under d with its content (a symbolic link with
+// its target), to show that a refused operation wrote nothing.
 func dirFiles(t *testing.T, d Dir) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	err := filepath.WalkDir(string(d), func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
+			return err
+		}
+		if e.Type()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			files[p] = "-> " + target
 			return err
 		}
 		data, err := os.ReadFile(p)

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,7 +24,7 @@ func pkiExportCommand() *cli.Command {
 		Flags: []cli.Flag{
 			dirFlag(),
 			&cli.StringFlag{Name: "p12", Usage: "the .p12 file to write (required)"},
-			&cli.StringFlag{Name: "password-file", Usage: "file holding the bundle's password (or set KVS_P12_PASSWORD)"},
+			&cli.StringFlag{Name: "password-file", Usage: "file holding the bundle's password, readable by its owner only (or set KVS_P12_PASSWORD)"},
 			&cli.BoolFlag{Name: "legacy", Usage: "3DES/SHA-1 encryption for software that cannot read the modern kind"},
 			pkiForceFlag("replace the .p12 file"),
 		},
@@ -54,19 +53,16 @@ func pkiExportCommand() *cli.Command {
 	}
 }
 
-// p12Password reads the PKCS#12 password from --password-file or
-// KVS_P12_PASSWORD; it is never echoed.
+// pkiP12Password reads the PKCS#12 password from --password-file, which
+// like every secret file must not be readable by group or others
+// (readSecretFile), or from KVS_P12_PASSWORD; it is never echoed.
 func pkiP12Password(c *cli.Context) (string, error) {
 	if p := c.String("password-file"); p != "" {
-		data, err := os.ReadFile(p)
+		pw, err := readSecretFile(p, "password")
 		if err != nil {
-			return "", fmt.Errorf("read password file: %w", err)
+			return "", err
 		}
-		s := strings.TrimRight(string(data), "\r\n")
-		if s == "" {
-			return "", fmt.Errorf("password file %s is empty", p)
-		}
-		return s, nil
+		return string(pw), nil
 	}
 	return os.Getenv("KVS_P12_PASSWORD"), nil
 }

@@ -56,6 +56,9 @@
 //     reason, and a crl.pem that does not verify stops the re-signing.
 //   - A CSR never obtains an extension it asks for: only its subject and SANs
 //     are copied into the certificate.
+//   - Only RSA keys of 2048 bits or more with exponent 65537, ECDSA P-256,
+//     P-384 and P-521 and Ed25519 keys are certified or trusted as a CA
+//     ([CheckPublicKey]).
 //   - A client CSR does not get a SAN that is the common name or a SAN of
 //     another current certificate unless the caller allows it
 //     ([SignOptions].AllowSAN), and every SAN of every type is recorded in

@@ -54,4 +54,7 @@ var (
 	// name or a SAN of another current certificate: signing it would
 	// give the new certificate that certificate's identity.
 	ErrSANConflict = errors.New("pki: SAN matches another identity")
+	// ErrWeakKey means a public key is too weak, or of a kind kvsctl does
+	// not accept, to certify or to trust (see [CheckPublicKey]).
+	ErrWeakKey = errors.New("pki: weak or unsupported public key")
 )

@@ -50,7 +50,8 @@ type SignOptions struct {
 
 // SignCSR issues a certificate for an external CSR (for example one made by
 // 'openssl req -new'), writes it to issued/NAME.crt and records it in the
-// inventory. It checks the CSR's self-signature and the strength of its key,
+// inventory. It checks the CSR's self-signature and the strength of its key
+// ([CheckPublicKey]; a weak key is refused with ErrWeakKey),
 // and copies only the subject and the subject alternative names: every other
 // extension the CSR requests (basic constraints, key usages, ...) is ignored,
 // so a CSR can never obtain CA:TRUE. A server CSR without DNS or IP SANs gets
@@ -81,7 +82,7 @@ func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, errorOf(ErrBadCSR, "CSR %s: signature is invalid (%v): it was altered or not signed by its own key", o.CSRFile, err)
 	}
-	if err := publicKeyOK(csr.PublicKey); err != nil {
+	if err := CheckPublicKey(csr.PublicKey); err != nil {
 		return nil, fmt.Errorf("CSR %s: %w", o.CSRFile, err)
 	}
 	cn := csr.Subject.CommonName

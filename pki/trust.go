@@ -76,9 +76,10 @@ func CheckNameConstrained(c *x509.Certificate) error {
 
 // InstallTrust adds a self-signed CA to the system trust store and, when
 // asked, to the NSS and Java stores, using github.com/smallstep/truststore.
-// A CA without name constraints is refused, with an error wrapping
-// ErrUnconstrainedCA, unless o.AllowUnconstrained; that check, like every
-// other, runs before any trust store is touched. The system store needs
+// A CA on a weak key is refused with ErrWeakKey ([CheckPublicKey]), and a
+// CA without name constraints, with an error wrapping ErrUnconstrainedCA,
+// unless o.AllowUnconstrained; these checks, like every other, run before
+// any trust store is touched. The system store needs
 // root (truststore runs sudo when it is installed). When a command fails,
 // the error includes that command's output.
 func InstallTrust(ctx context.Context, o TrustOptions) (*TrustResult, error) {
@@ -107,6 +108,11 @@ func changeTrust(ctx context.Context, o TrustOptions, install bool) (*TrustResul
 	}
 	if err := CheckTrustable(cert); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if install {
+		if err := CheckPublicKey(cert.PublicKey); err != nil {
+			return nil, fmt.Errorf("%s: CA %s: %w", file, cert.Subject, err)
+		}
 	}
 	if install && !o.AllowUnconstrained {
 		if err := CheckNameConstrained(cert); err != nil {

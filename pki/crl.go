@@ -86,8 +86,8 @@ func revocationEntries(records []Record, signed []x509.RevocationListEntry) ([]x
 		if !ok {
 			return nil, fmt.Errorf("inventory has an invalid serial %q", r.Serial)
 		}
-		if _, signed := at[serial.Text(16)]; signed {
-			continue
+		if _, kept := at[serial.Text(16)]; kept {
+			continue // the signed entry wins
 		}
 		at[serial.Text(16)] = len(entries)
 		entries = append(entries, x509.RevocationListEntry{
@@ -163,7 +163,8 @@ func (inv *Inventory) restoreRevocations(signed *x509.RevocationList) {
 	}
 }
 
-// signedEntry returns the entry of rl (nil: none) for serial, or nil.
+// signedEntry returns the entry of rl for serial, or nil when rl is nil or
+// does not list it.
 func signedEntry(rl *x509.RevocationList, serial *big.Int) *x509.RevocationListEntry {
 	if rl == nil {
 		return nil

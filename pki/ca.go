@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -174,6 +175,9 @@ func (ca *CA) check(now time.Time) error {
 	if !c.IsCA || !c.BasicConstraintsValid || c.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return errors.New("ca.crt is not a CA certificate (basicConstraints CA:TRUE and keyCertSign required)")
 	}
+	if err := CheckPublicKey(c.PublicKey); err != nil {
+		return fmt.Errorf("the CA certificate's key: %w", err)
+	}
 	if now.Before(c.NotBefore) {
 		return fmt.Errorf("CA certificate is not valid until %s", c.NotBefore.UTC().Format(time.RFC3339))
 	}
@@ -233,6 +237,9 @@ func (r LeafRequest) template(now time.Time) (*x509.Certificate, error) {
 	}
 	if r.Profile == ProfileServer && len(r.Hosts) == 0 {
 		return nil, errors.New("a server certificate needs at least one host name or IP address")
+	}
+	if err := CheckPublicKey(r.PublicKey); err != nil {
+		return nil, fmt.Errorf("certify %s: %w", DescribeKey(r.PublicKey), err)
 	}
 	nb, na, err := r.validity(now)
 	if err != nil {
@@ -319,24 +326,43 @@ func create(t, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Sig
 	return c, nil
 }
 
-// publicKeyOK rejects public keys too weak to certify.
-func publicKeyOK(pub crypto.PublicKey) error {
+// CheckPublicKey returns an error wrapping ErrWeakKey unless pub is an RSA
+// key of at least 2048 bits with public exponent 65537, an ECDSA key on
+// P-256, P-384 or P-521, or an Ed25519 key. pki runs it on the key of every
+// CSR it signs and of every certificate it certifies again (renewal), and
+// on external certificates it loads as roots (the directory's CA, the
+// roots of [VerifyFiles], a CA to install into a trust store); a server
+// can run it on the certificates it loads as roots or leaves.
+func CheckPublicKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		if k.N.BitLen() < 2048 {
-			return fmt.Errorf("RSA key of %d bits is too small: use at least 2048", k.N.BitLen())
+			return errorOf(ErrWeakKey, "RSA key of %d bits is too small: use at least 2048", k.N.BitLen())
 		}
-	case *ecdsa.PublicKey, ed25519.PublicKey:
+		if k.E != 65537 {
+			return errorOf(ErrWeakKey, "RSA key with public exponent %d: only 65537 is accepted", k.E)
+		}
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+		default:
+			return errorOf(ErrWeakKey, "ECDSA key on curve %s: use P-256, P-384 or P-521", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return errorOf(ErrWeakKey, "Ed25519 key of %d bytes: want %d", len(k), ed25519.PublicKeySize)
+		}
 	default:
-		return fmt.Errorf("unsupported public key type %T", pub)
+		return errorOf(ErrWeakKey, "unsupported public key type %T: use RSA, ECDSA or Ed25519", pub)
 	}
 	return nil
 }
 
+// parseURI parses a URI SAN: an absolute URI, with a scheme.
 func parseURI(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" {
-		return nil, fmt.Errorf("invalid URI SAN %q", s)
+		return nil, fmt.Errorf("invalid URI %q: use an absolute URI with a scheme, such as spiffe://example.org/web", s)
 	}
 	return u, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 	"strings"
@@ -49,10 +50,34 @@ func ParseReason(s string) (string, error) {
 // SignCRL creates a PEM CRL with the given number, listing every revoked
 // record of the inventory, valid for days.
 func (ca *CA) SignCRL(number int64, records []Record, now time.Time, days int) ([]byte, error) {
-	if days <= 0 {
-		days = DefaultCRLDays
+	entries, err := revocationEntries(records, nil)
+	if err != nil {
+		return nil, err
 	}
+	return ca.signEntries(number, entries, now, days)
+}
+
+// revocationEntries lists the revoked records as CRL entries, merged by
+// serial with the entries of signed, the current CRL the CA signed: an
+// entry of signed keeps its revocation time and reason, and one whose
+// record is missing is kept as it is, so that no edit of the inventory
+// drops or changes a signed revocation.
+func revocationEntries(records []Record, signed []x509.RevocationListEntry) ([]x509.RevocationListEntry, error) {
 	var entries []x509.RevocationListEntry
+	at := map[string]int{} // serial (hex) -> index in entries
+	for _, e := range signed {
+		if e.SerialNumber == nil {
+			continue
+		}
+		s := e.SerialNumber.Text(16)
+		if _, dup := at[s]; dup {
+			continue
+		}
+		at[s] = len(entries)
+		entries = append(entries, x509.RevocationListEntry{
+			SerialNumber: e.SerialNumber, RevocationTime: e.RevocationTime.UTC(), ReasonCode: e.ReasonCode,
+		})
+	}
 	for _, r := range records {
 		if r.RevokedAt == nil {
 			continue
@@ -61,11 +86,24 @@ func (ca *CA) SignCRL(number int64, records []Record, now time.Time, days int) (
 		if !ok {
 			return nil, fmt.Errorf("inventory has an invalid serial %q", r.Serial)
 		}
+		if _, kept := at[serial.Text(16)]; kept {
+			continue // the signed entry wins
+		}
+		at[serial.Text(16)] = len(entries)
 		entries = append(entries, x509.RevocationListEntry{
 			SerialNumber:   serial,
 			RevocationTime: r.RevokedAt.UTC(),
 			ReasonCode:     reasonCodes[r.Reason],
 		})
+	}
+	return entries, nil
+}
+
+// signEntries signs a PEM CRL with the given number and entries, valid for
+// days.
+func (ca *CA) signEntries(number int64, entries []x509.RevocationListEntry, now time.Time, days int) ([]byte, error) {
+	if days <= 0 {
+		days = DefaultCRLDays
 	}
 	tmpl := &x509.RevocationList{
 		Number:                    big.NewInt(number),
@@ -78,6 +116,65 @@ func (ca *CA) SignCRL(number int64, records []Record, now time.Time, days int) (
 		return nil, fmt.Errorf("sign CRL: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
+}
+
+// signedCRL reads the directory's current CRL and verifies its signature
+// against the CA: its entries are revocations the CA signed, which every
+// new CRL carries forward whatever the (unsigned) inventory says. It
+// returns nil when there is no CRL file; a CRL that cannot be read, does
+// not parse or does not verify is an error, never ignored. An expired CRL
+// is fine: re-signing it is how it is renewed.
+func (ca *CA) signedCRL(d Dir) (*x509.RevocationList, error) {
+	data, err := os.ReadFile(d.CRL())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the current CRL %s: %w", d.CRL(), err)
+	}
+	rl, err := ParseCRL(data)
+	if err != nil {
+		return nil, fmt.Errorf("read the current CRL %s: %w: its revocations cannot be carried forward", d.CRL(), err)
+	}
+	if _, err := NewCRL(rl, ca.Cert); err != nil {
+		return nil, fmt.Errorf("the current CRL %s does not verify against the CA (%w): its revocations cannot be carried forward", d.CRL(), err)
+	}
+	return rl, nil
+}
+
+// restoreRevocations marks every record that signed (the current, verified
+// CRL) lists as revoked, with the CRL's time and reason, so that the
+// inventory and 'pki list' agree with the CRL again after an edit, and a
+// revoked certificate cannot be renewed or revoked anew.
+func (inv *Inventory) restoreRevocations(signed *x509.RevocationList) {
+	if signed == nil {
+		return
+	}
+	for _, e := range signed.RevokedCertificateEntries {
+		if e.SerialNumber == nil {
+			continue
+		}
+		r := inv.Find(e.SerialNumber.Text(16))
+		if r == nil {
+			continue
+		}
+		t := e.RevocationTime.UTC()
+		r.RevokedAt, r.Reason = &t, ReasonName(e.ReasonCode)
+	}
+}
+
+// signedEntry returns the entry of rl for serial, or nil when rl is nil or
+// does not list it.
+func signedEntry(rl *x509.RevocationList, serial *big.Int) *x509.RevocationListEntry {
+	if rl == nil {
+		return nil
+	}
+	for i, e := range rl.RevokedCertificateEntries {
+		if e.SerialNumber != nil && e.SerialNumber.Cmp(serial) == 0 {
+			return &rl.RevokedCertificateEntries[i]
+		}
+	}
+	return nil
 }
 
 // ParseCRL decodes a PEM or DER CRL without checking it.

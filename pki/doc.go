@@ -28,6 +28,7 @@
 //	init.go       Init: a whole PKI in one step
 //	issue.go      Issue: a new leaf from the CA
 //	sign.go       SignCSR: external CSRs, subject and SANs only
+//	san.go        SANs by type; a client CSR may not take another identity's name
 //	renew.go      Renew: same subject, SANs and usage, new validity, in place
 //	revoke.go     Revoke, UpdateCRL
 //	crl.go        CRL signing, parsing, verified lookups
@@ -49,8 +50,19 @@
 //     everything in memory, so a failure leaves no half-written PKI behind.
 //   - Existing files are never overwritten unless the caller asks to.
 //   - Serial numbers are 128-bit random; CRL numbers only increase.
+//   - A revocation cannot be undone by editing inventory.json, which is not
+//     signed: every new CRL carries forward each entry of the current
+//     crl.pem, after verifying it against the CA, with its signed time and
+//     reason, and a crl.pem that does not verify stops the re-signing.
 //   - A CSR never obtains an extension it asks for: only its subject and SANs
 //     are copied into the certificate.
+//   - Only RSA keys of 2048 bits or more with exponent 65537, ECDSA P-256,
+//     P-384 and P-521 and Ed25519 keys are certified or trusted as a CA
+//     ([CheckPublicKey]).
+//   - A client CSR does not get a SAN that is the common name or a SAN of
+//     another current certificate unless the caller allows it
+//     ([SignOptions].AllowSAN), and every SAN of every type is recorded in
+//     the inventory.
 //   - Parsers of outside input (certificates, CRLs, CSRs, keys) return errors
 //     and never panic; an encrypted key may not ask for more than 10,000,000
 //     PBKDF2 iterations or 1 GiB of scrypt memory. Each has a fuzz target.

@@ -50,4 +50,11 @@ var (
 	// ErrCRLNotSigned means a revocation was recorded but the new CRL
 	// could not be written: re-signing the CRL retries.
 	ErrCRLNotSigned = errors.New("pki: CRL not re-signed")
+	// ErrSANConflict means a client CSR asks for a SAN that is the common
+	// name or a SAN of another current certificate: signing it would
+	// give the new certificate that certificate's identity.
+	ErrSANConflict = errors.New("pki: SAN matches another identity")
+	// ErrWeakKey means a public key is too weak, or of a kind kvsctl does
+	// not accept, to certify or to trust (see [CheckPublicKey]).
+	ErrWeakKey = errors.New("pki: weak or unsupported public key")
 )

@@ -3,8 +3,10 @@ package pki
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -102,4 +104,19 @@ func leafFrom(t *testing.T, ca *CA, p Profile, cn string, hosts ...string) (*x50
 		t.Fatal(err)
 	}
 	return c, k
+}
+
+// writeCSR signs tmpl with key and writes it as a PEM CSR into a new
+// temporary directory.
+func writeCSR(t *testing.T, tmpl *x509.CertificateRequest, key crypto.Signer) string {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "req.csr")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

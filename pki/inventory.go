@@ -14,13 +14,21 @@ import (
 // ExpiringWithin is how close to its end a certificate is called expiring.
 const ExpiringWithin = 30 * 24 * time.Hour
 
-// Record is one certificate the CA issued.
+// Record is one certificate the CA issued. It lists every subject
+// alternative name of the certificate, of every type: an e-mail address or a
+// URI can be an identity as much as the subject's common name.
 type Record struct {
-	Serial    string     `json:"serial"` // lower-case hex
-	Name      string     `json:"name"`
-	Kind      string     `json:"kind"` // "ca", "server" or "client"
-	Subject   string     `json:"subject"`
+	Serial  string `json:"serial"` // lower-case hex
+	Name    string `json:"name"`
+	Kind    string `json:"kind"` // "ca", "server" or "client"
+	Subject string `json:"subject"`
+	// CommonName is the subject's common name, the identity a policy's
+	// bare name matches. Inventories written before it was kept lack it.
+	CommonName string `json:"common_name,omitempty"`
+	// Hosts are the DNS names and then the IP addresses.
 	Hosts     []string   `json:"hosts,omitempty"`
+	Emails    []string   `json:"emails,omitempty"` // e-mail (rfc822Name) SANs
+	URIs      []string   `json:"uris,omitempty"`   // URI SANs
 	NotBefore time.Time  `json:"not_before"`
 	NotAfter  time.Time  `json:"not_after"`
 	File      string     `json:"file"` // relative to the PKI directory
@@ -55,15 +63,20 @@ type Inventory struct {
 // SerialHex formats a certificate serial the way the inventory stores it.
 func SerialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
 
-// NewRecord describes a certificate for the inventory.
+// NewRecord describes a certificate for the inventory, with all of its
+// SANs.
 func NewRecord(name, kind, file string, c *x509.Certificate) Record {
 	r := Record{
-		Serial: SerialHex(c), Name: name, Kind: kind, Subject: c.Subject.String(),
+		Serial: SerialHex(c), Name: name, Kind: kind, Subject: c.Subject.String(), CommonName: c.Subject.CommonName,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), File: file,
 	}
 	r.Hosts = append(r.Hosts, c.DNSNames...)
 	for _, ip := range c.IPAddresses {
 		r.Hosts = append(r.Hosts, ip.String())
+	}
+	r.Emails = append(r.Emails, c.EmailAddresses...)
+	for _, u := range c.URIs {
+		r.URIs = append(r.URIs, u.String())
 	}
 	return r
 }

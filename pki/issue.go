@@ -17,6 +17,8 @@ type IssueOptions struct {
 	Profile    Profile
 	Name       string   // file name under issued/ and the certificate's common name
 	Hosts      []string // SANs; for a server certificate nil means [Name]
+	Emails     []string // e-mail SANs (typed identities, see [CheckEmail])
+	URIs       []string // URI SANs such as spiffe://example.org/web (see [CheckURI])
 	Days       int      // 0 means DefaultLeafDays
 	KeyType    KeyType  // "" means RSA2048
 	Passphrase []byte   // decrypts the CA key
@@ -36,7 +38,9 @@ type Issued struct {
 
 // Issue creates a key and a leaf certificate signed by the CA, writes them to
 // issued/NAME.crt and issued/NAME.key and records the certificate in the
-// inventory.
+// inventory. Besides the common name NAME, the certificate carries the
+// hosts, e-mail addresses and URIs of o as SANs; a malformed one is refused
+// before anything is generated.
 func Issue(ctx context.Context, o IssueOptions) (*Issued, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -50,6 +54,16 @@ func Issue(ctx context.Context, o IssueOptions) (*Issued, error) {
 	if _, err := ParseKeyType(string(o.KeyType)); err != nil {
 		return nil, err
 	}
+	for _, e := range o.Emails {
+		if err := CheckEmail(e); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range o.URIs {
+		if err := CheckURI(u); err != nil {
+			return nil, err
+		}
+	}
 	ca, err := LoadCA(o.Dir, o.Passphrase, o.Now)
 	if err != nil {
 		return nil, err
@@ -62,23 +76,21 @@ func Issue(ctx context.Context, o IssueOptions) (*Issued, error) {
 		return nil, err
 	}
 	req := LeafRequest{
-		Profile: o.Profile, Subject: pkix.Name{CommonName: o.Name}, Hosts: o.Hosts,
+		Profile: o.Profile, Subject: pkix.Name{CommonName: o.Name}, Hosts: o.Hosts, Emails: o.Emails, URIs: o.URIs,
 		Days: o.Days, PublicKey: keys[0].Public(), NotBefore: o.notBefore, NotAfter: o.notAfter,
 	}
-	return ca.issueAndRecord(o.Dir, o.Name, req, keys[0], o.Force, o.Now)
+	return ca.issueAndRecord(o.Dir, o.Name, req, keys[0], o.Force, o.Now, nil)
 }
 
 // issueAndRecord signs req, writes the certificate (and key, when not nil)
 // under issued/ and appends the record to the inventory, all under the
-// directory lock. When the inventory cannot be written, the new files are
-// removed again.
-func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Signer, force bool, now time.Time) (*Issued, error) {
+// directory lock. check, when not nil, runs on the inventory under the lock
+// before anything is written, and its error stops the issuance. When the
+// inventory cannot be written, the new files are removed again.
+func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Signer, force bool, now time.Time, check func(*Inventory) error) (*Issued, error) {
 	cert, err := ca.Sign(req, now)
 	if err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(d.IssuedCert(name)), DirMode); err != nil {
-		return nil, fmt.Errorf("create %s: %w", filepath.Dir(d.IssuedCert(name)), err)
 	}
 	unlock, err := d.lock()
 	if err != nil {
@@ -88,6 +100,14 @@ func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Sig
 	inv, err := d.LoadInventory()
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		if err := check(inv); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(d.IssuedCert(name)), DirMode); err != nil {
+		return nil, fmt.Errorf("create %s: %w", filepath.Dir(d.IssuedCert(name)), err)
 	}
 	out := &Issued{Cert: cert, CertFile: d.IssuedCert(name)}
 	files := []pendingFile{{out.CertFile, PEMCert(cert.Raw), CertMode}}

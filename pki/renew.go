@@ -204,7 +204,10 @@ func (r *renewal) request() LeafRequest {
 
 // record writes the new certificate and key with the inventory (the old
 // record marked replaced, and revoked with RevokeOld, which also writes a
-// new CRL), all under the directory lock and all or nothing.
+// new CRL that keeps every entry of the current one), all under the
+// directory lock and all or nothing. The current CRL is verified first and
+// its revocations restored in the inventory, so a certificate it lists is
+// not renewed, whatever the inventory says.
 func (r *renewal) record(ca *CA, files []pendingFile) error {
 	o, old, out := r.o, r.out.Old, r.out
 	unlock, err := o.Dir.lock()
@@ -216,13 +219,22 @@ func (r *renewal) record(ca *CA, files []pendingFile) error {
 	if err != nil {
 		return err
 	}
+	// The signed CRL, not the editable inventory, says what is revoked.
+	signed, err := ca.signedCRL(o.Dir)
+	if err != nil {
+		return err
+	}
+	inv.restoreRevocations(signed)
 	name := strings.TrimSuffix(filepath.Base(o.CertFile), filepath.Ext(o.CertFile))
 	rec := inv.Find(SerialHex(old))
+	var revokedAt *time.Time
 	if rec != nil {
-		name = rec.Name
-		if rec.RevokedAt != nil {
-			return fmt.Errorf("%s (serial %s) was revoked on %s: issue a new certificate instead", o.CertFile, rec.Serial, rec.RevokedAt.Format(time.RFC3339))
-		}
+		name, revokedAt = rec.Name, rec.RevokedAt
+	} else if e := signedEntry(signed, old.SerialNumber); e != nil {
+		revokedAt = &e.RevocationTime // listed by the CRL, its record gone
+	}
+	if revokedAt != nil {
+		return fmt.Errorf("%s (serial %s) was revoked on %s: issue a new certificate instead", o.CertFile, SerialHex(old), revokedAt.UTC().Format(time.RFC3339))
 	}
 	rel := relPath(string(o.Dir), o.CertFile)
 	out.Record = NewRecord(name, string(out.Profile), rel, out.New)
@@ -242,7 +254,7 @@ func (r *renewal) record(ca *CA, files []pendingFile) error {
 	}
 	inv.Certificates = append(inv.Certificates, out.Record)
 	if o.RevokeOld {
-		crlPEM, rl, err := ca.nextCRL(inv, o.CRLDays, o.Now)
+		crlPEM, rl, err := ca.nextCRL(inv, signed, o.CRLDays, o.Now)
 		if err != nil {
 			return err
 		}

@@ -19,8 +19,8 @@ type RevokeOptions struct {
 }
 
 // Revoke marks a certificate revoked in the inventory and writes a new CRL
-// with the next CRL number. It returns the revoked record and the new CRL's
-// NextUpdate.
+// with the next CRL number, which keeps every entry of the current CRL. It
+// returns the revoked record and the new CRL's NextUpdate.
 func Revoke(ctx context.Context, o RevokeOptions) (Record, time.Time, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, time.Time{}, err
@@ -77,7 +77,11 @@ type CRLOptions struct {
 
 // UpdateCRL re-signs the CRL with the next CRL number and a new lifetime,
 // as a cron job would, and returns the new CRL so callers can report its
-// number and NextUpdate.
+// number and NextUpdate. The new CRL lists the inventory's revoked records
+// and carries forward every entry of the current crl.pem, whose signature
+// is checked against the CA first: the inventory is not signed, and an
+// edit of it can never take a revocation off the CRL. A crl.pem that does
+// not verify is an error.
 func UpdateCRL(ctx context.Context, o CRLOptions) (*x509.RevocationList, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -95,9 +99,10 @@ func UpdateCRL(ctx context.Context, o CRLOptions) (*x509.RevocationList, error) 
 	return updateCRL(o.Dir, ca, o.Days, o.Now, func(*Inventory) error { return nil })
 }
 
-// updateCRL applies change to the inventory, bumps the CRL number and writes
-// the inventory and then the CRL, under the directory lock. It returns the new
-// CRL.
+// updateCRL reads and verifies the current CRL, restores its revocations in
+// the inventory, applies change to the inventory, bumps the CRL number and
+// writes the inventory and then the CRL, under the directory lock. It
+// returns the new CRL.
 func updateCRL(d Dir, ca *CA, days int, now time.Time, change func(*Inventory) error) (*x509.RevocationList, error) {
 	unlock, err := d.lock()
 	if err != nil {
@@ -108,10 +113,15 @@ func updateCRL(d Dir, ca *CA, days int, now time.Time, change func(*Inventory) e
 	if err != nil {
 		return nil, err
 	}
+	signed, err := ca.signedCRL(d)
+	if err != nil {
+		return nil, err
+	}
+	inv.restoreRevocations(signed)
 	if err := change(inv); err != nil {
 		return nil, err
 	}
-	crlPEM, rl, err := ca.nextCRL(inv, days, now)
+	crlPEM, rl, err := ca.nextCRL(inv, signed, days, now)
 	if err != nil {
 		return nil, err
 	}
@@ -121,11 +131,25 @@ func updateCRL(d Dir, ca *CA, days int, now time.Time, change func(*Inventory) e
 	return rl, nil
 }
 
-// nextCRL bumps the inventory's CRL number and signs a CRL listing its
-// revoked records.
-func (ca *CA) nextCRL(inv *Inventory, days int, now time.Time) ([]byte, *x509.RevocationList, error) {
+// nextCRL signs the CRL that follows signed (the current CRL, verified; nil
+// when there is none): its number is above both the inventory's and
+// signed's, and it lists the inventory's revoked records and every entry of
+// signed (see revocationEntries). The inventory's CRL number is set to the
+// new one.
+func (ca *CA) nextCRL(inv *Inventory, signed *x509.RevocationList, days int, now time.Time) ([]byte, *x509.RevocationList, error) {
+	var prev []x509.RevocationListEntry
+	if signed != nil {
+		prev = signed.RevokedCertificateEntries
+		if signed.Number != nil && signed.Number.IsInt64() && signed.Number.Int64() > inv.CRLNumber {
+			inv.CRLNumber = signed.Number.Int64()
+		}
+	}
 	inv.CRLNumber++
-	crlPEM, err := ca.SignCRL(inv.CRLNumber, inv.Certificates, now, days)
+	entries, err := revocationEntries(inv.Certificates, prev)
+	if err != nil {
+		return nil, nil, err
+	}
+	crlPEM, err := ca.signEntries(inv.CRLNumber, entries, now, days)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -42,16 +42,28 @@ type SignOptions struct {
 	Days       int     // 0 means DefaultLeafDays
 	Passphrase []byte  // decrypts the CA key
 	Force      bool    // replace issued/NAME.crt
-	Now        time.Time
+	// AllowSAN signs a client CSR even when one of its SANs matches the
+	// identity of another current certificate (see [SignCSR]).
+	AllowSAN bool
+	Now      time.Time
 }
 
 // SignCSR issues a certificate for an external CSR (for example one made by
 // 'openssl req -new'), writes it to issued/NAME.crt and records it in the
-// inventory. It checks the CSR's self-signature and the strength of its key,
+// inventory. It checks the CSR's self-signature and the strength of its key
+// ([CheckPublicKey]; a weak key is refused with ErrWeakKey),
 // and copies only the subject and the subject alternative names: every other
 // extension the CSR requests (basic constraints, key usages, ...) is ignored,
 // so a CSR can never obtain CA:TRUE. A server CSR without DNS or IP SANs gets
 // its common name as the only DNS SAN when that name is a host name.
+//
+// A client CSR is refused, with an error wrapping ErrSANConflict, when one
+// of its SANs (of any type; DNS names and e-mail addresses without regard
+// to case) equals the common name or a SAN of another certificate of the
+// inventory that is neither revoked nor expired and is recorded under
+// another name: a policy that matches that identity would grant the new
+// certificate its rights. AllowSAN signs it anyway. Nothing is written
+// when a CSR is refused.
 func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -70,7 +82,7 @@ func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, errorOf(ErrBadCSR, "CSR %s: signature is invalid (%v): it was altered or not signed by its own key", o.CSRFile, err)
 	}
-	if err := publicKeyOK(csr.PublicKey); err != nil {
+	if err := CheckPublicKey(csr.PublicKey); err != nil {
 		return nil, fmt.Errorf("CSR %s: %w", o.CSRFile, err)
 	}
 	cn := csr.Subject.CommonName
@@ -112,7 +124,14 @@ func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 		Profile: o.Profile, Subject: csr.Subject, Hosts: hosts, Emails: csr.EmailAddresses, URIs: uris,
 		Days: o.Days, PublicKey: csr.PublicKey, rawSubject: csr.RawSubject,
 	}
-	return ca.issueAndRecord(o.Dir, name, req, nil, o.Force, o.Now)
+	var check func(*Inventory) error
+	if o.Profile == ProfileClient && !o.AllowSAN {
+		sans := csrSANs(csr)
+		check = func(inv *Inventory) error {
+			return inv.checkSANConflicts(o.Dir, "CSR "+o.CSRFile, name, sans, o.Now)
+		}
+	}
+	return ca.issueAndRecord(o.Dir, name, req, nil, o.Force, o.Now, check)
 }
 
 var hostNameRE = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62})?)*\.?$`)

@@ -12,12 +12,20 @@ import (
 	"github.com/smallstep/truststore"
 )
 
+// ErrUnconstrainedCA is wrapped when a CA to install into a trust store has
+// no name constraints: whoever holds its key could then make this machine
+// trust a certificate for any name, *.google.com included.
+var ErrUnconstrainedCA = errors.New("pki: CA has no name constraints")
+
 // TrustOptions configures [InstallTrust] and [UninstallTrust].
 type TrustOptions struct {
 	Dir    Dir
 	CAFile string // "" means Dir's ca.crt
 	NSS    bool   // also the NSS databases of Firefox and Chrome (needs certutil)
 	Java   bool   // also the Java trust store of $JAVA_HOME (needs keytool)
+	// AllowUnconstrained installs a CA that has no name constraints (see
+	// [CheckNameConstrained]), which [InstallTrust] refuses otherwise.
+	AllowUnconstrained bool
 }
 
 // TrustChange is one trust store [InstallTrust] or [UninstallTrust] touched
@@ -51,10 +59,29 @@ func CheckTrustable(c *x509.Certificate) error {
 	return nil
 }
 
+// CheckNameConstrained returns an error wrapping ErrUnconstrainedCA when
+// the CA certificate c has no name constraints at all: no permitted or
+// excluded DNS domains, IP ranges, e-mail addresses or URI domains, and no
+// critical name constraints extension. Such a CA can sign for any name.
+func CheckNameConstrained(c *x509.Certificate) error {
+	if c.PermittedDNSDomainsCritical ||
+		len(c.PermittedDNSDomains)+len(c.ExcludedDNSDomains)+
+			len(c.PermittedIPRanges)+len(c.ExcludedIPRanges)+
+			len(c.PermittedEmailAddresses)+len(c.ExcludedEmailAddresses)+
+			len(c.PermittedURIDomains)+len(c.ExcludedURIDomains) > 0 {
+		return nil
+	}
+	return errorOf(ErrUnconstrainedCA, "CA %s has no name constraints: it can sign a certificate for any name, *.google.com included, and a trust store would accept it everywhere", c.Subject)
+}
+
 // InstallTrust adds a self-signed CA to the system trust store and, when
 // asked, to the NSS and Java stores, using github.com/smallstep/truststore.
-// The system store needs root (truststore runs sudo when it is installed).
-// When a command fails, the error includes that command's output.
+// A CA on a weak key is refused with ErrWeakKey ([CheckPublicKey]), and a
+// CA without name constraints, with an error wrapping ErrUnconstrainedCA,
+// unless o.AllowUnconstrained; these checks, like every other, run before
+// any trust store is touched. The system store needs
+// root (truststore runs sudo when it is installed). When a command fails,
+// the error includes that command's output.
 func InstallTrust(ctx context.Context, o TrustOptions) (*TrustResult, error) {
 	return changeTrust(ctx, o, true)
 }
@@ -81,6 +108,16 @@ func changeTrust(ctx context.Context, o TrustOptions, install bool) (*TrustResul
 	}
 	if err := CheckTrustable(cert); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if install {
+		if err := CheckPublicKey(cert.PublicKey); err != nil {
+			return nil, fmt.Errorf("%s: CA %s: %w", file, cert.Subject, err)
+		}
+	}
+	if install && !o.AllowUnconstrained {
+		if err := CheckNameConstrained(cert); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
 	}
 	res := &TrustResult{Cert: cert}
 	verb, done := "uninstall", "removed"

@@ -318,7 +318,9 @@ type VerifyFileOptions struct {
 var ErrNoRoots = errors.New("pki: no CA to verify against")
 
 // VerifyFiles reads the files and runs [Verify]. It returns an error only
-// when a file cannot be read or parsed; failed checks are in the report.
+// when a file cannot be read or parsed, or when a CA certificate to verify
+// against has a weak key ([CheckPublicKey]); failed checks are in the
+// report.
 func VerifyFiles(ctx context.Context, o VerifyFileOptions) (*VerifyReport, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -345,6 +347,11 @@ func VerifyFiles(ctx context.Context, o VerifyFileOptions) (*VerifyReport, error
 	roots, err := LoadCerts(caFile)
 	if err != nil {
 		return nil, err
+	}
+	for _, r := range roots {
+		if err := CheckPublicKey(r.PublicKey); err != nil {
+			return nil, fmt.Errorf("CA certificate %s in %s: %w", r.Subject, caFile, err)
+		}
 	}
 	var rl *x509.RevocationList
 	if crlFile != "" {

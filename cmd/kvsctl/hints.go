@@ -34,6 +34,8 @@ var hints = []struct {
 	{pki.ErrUnknownCert, "see 'kvsctl pki list' for the certificates the CA issued"},
 	{pki.ErrNoKeyFile, "renew with --reuse-key, or sign a new CSR"},
 	{pki.ErrNeedName, "give the certificate a name with --name"},
+	{pki.ErrSANConflict, "the CSR asks for another certificate's identity; sign it with --allow-san only if it is meant to share it"},
+	{pki.ErrUnconstrainedCA, "the CA can sign any name; pass --yes to trust it anyway, or create a constrained CA"},
 	{pki.ErrNoRoots, "give the CA with --ca FILE (self-signed mode: the peer's certificate), or run 'kvsctl pki init'"},
 	{server.ErrNoCRL, "write the CRL with 'kvsctl pki crl', give every CA's CRL with --crl, or serve without revocation checks with --no-crl"},
 	{server.ErrCRLRollback, "the CRL file holds an older CRL than the one in force: put the newest back ('kvsctl pki crl' signs a new one)"},

@@ -8,8 +8,13 @@ import (
 )
 
 // pkiCommand is 'kvsctl pki': the certificate toolkit.
+//
+// Every text output of the pki commands shows certificate, CSR and CRL
+// text through safe (values) or safeText (prose and errors), so that a
+// subject or a SAN cannot carry an escape sequence to the terminal; JSON
+// output is exact.
 func pkiCommand() *cli.Command {
-	return &cli.Command{
+	cmd := &cli.Command{
 		Name:  "pki",
 		Usage: "create and manage the certificates of kvsctl (a local CA, or self-signed pairs)",
 		Description: "The pki commands keep a PKI in one directory (--dir, env KVS_CERTS, default certs):\n" +
@@ -30,6 +35,8 @@ func pkiCommand() *cli.Command {
 			pkiTrustCommand(),
 		},
 	}
+	safeErrors(cmd.Subcommands)
+	return cmd
 }
 
 func pkiKeyTypeFlag() *cli.StringFlag {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,7 +24,7 @@ func pkiExportCommand() *cli.Command {
 		Flags: []cli.Flag{
 			dirFlag(),
 			&cli.StringFlag{Name: "p12", Usage: "the .p12 file to write (required)"},
-			&cli.StringFlag{Name: "password-file", Usage: "file holding the bundle's password (or set KVS_P12_PASSWORD)"},
+			&cli.StringFlag{Name: "password-file", Usage: "file holding the bundle's password, readable by its owner only (or set KVS_P12_PASSWORD)"},
 			&cli.BoolFlag{Name: "legacy", Usage: "3DES/SHA-1 encryption for software that cannot read the modern kind"},
 			pkiForceFlag("replace the .p12 file"),
 		},
@@ -54,31 +53,28 @@ func pkiExportCommand() *cli.Command {
 	}
 }
 
-// p12Password reads the PKCS#12 password from --password-file or
-// KVS_P12_PASSWORD; it is never echoed.
+// pkiP12Password reads the PKCS#12 password from --password-file, which
+// like every secret file must not be readable by group or others
+// (readSecretFile), or from KVS_P12_PASSWORD; it is never echoed.
 func pkiP12Password(c *cli.Context) (string, error) {
 	if p := c.String("password-file"); p != "" {
-		data, err := os.ReadFile(p)
+		pw, err := readSecretFile(p, "password")
 		if err != nil {
-			return "", fmt.Errorf("read password file: %w", err)
+			return "", err
 		}
-		s := strings.TrimRight(string(data), "\r\n")
-		if s == "" {
-			return "", fmt.Errorf("password file %s is empty", p)
-		}
-		return s, nil
+		return string(pw), nil
 	}
 	return os.Getenv("KVS_P12_PASSWORD"), nil
 }
 
 func pkiTrustCommand() *cli.Command {
-	flags := func() []cli.Flag {
-		return []cli.Flag{
+	flags := func(extra ...cli.Flag) []cli.Flag {
+		return append([]cli.Flag{
 			dirFlag(),
 			&cli.StringFlag{Name: "ca", Usage: "the CA certificate (default: DIR/ca.crt)"},
 			&cli.BoolFlag{Name: "nss", Usage: "also the NSS databases of Firefox and Chrome (needs certutil)"},
 			&cli.BoolFlag{Name: "java", Usage: "also the Java trust store of $JAVA_HOME (needs keytool)"},
-		}
+		}, extra...)
 	}
 	action := func(install bool) cli.ActionFunc {
 		return func(c *cli.Context) error {
@@ -88,13 +84,18 @@ func pkiTrustCommand() *cli.Command {
 			o := pki.TrustOptions{Dir: pki.Dir(c.String("dir")), CAFile: c.String("ca"), NSS: c.Bool("nss"), Java: c.Bool("java")}
 			fn := pki.UninstallTrust
 			if install {
-				fn = pki.InstallTrust
+				fn, o.AllowUnconstrained = pki.InstallTrust, c.Bool("yes")
 			}
 			res, err := fn(c.Context, o)
 			if err != nil {
 				return err
 			}
 			pkiPrintTrust(c.App.Writer, res)
+			if install {
+				if err := pki.CheckNameConstrained(res.Cert); err != nil {
+					fmt.Fprintf(c.App.ErrWriter, "kvsctl: warning: %s\n", safeText(err.Error()))
+				}
+			}
 			return nil
 		}
 	}
@@ -105,13 +106,18 @@ func pkiTrustCommand() *cli.Command {
 		Description: "Uses github.com/smallstep/truststore. Only a self-signed CA certificate is accepted.\n" +
 			"The system store needs root. Prints every store it changed; when a command fails, prints\n" +
 			"that command's output.\n\n" +
-			"Examples:\n  sudo kvsctl pki trust install --nss\n  sudo kvsctl pki trust uninstall --nss",
+			"Examples:\n  sudo kvsctl pki trust install --nss --yes\n  sudo kvsctl pki trust uninstall --nss",
 		Subcommands: []*cli.Command{
 			{
 				Name: "install", Usage: "add the CA to the trust stores",
-				UsageText:   "kvsctl pki trust install [--ca FILE] [--nss] [--java]",
-				Description: "Adds the CA to the system trust store (and NSS, Java when asked).\n\nExample:\n  sudo kvsctl pki trust install --ca certs/ca.crt",
-				Flags:       flags(), Action: action(true),
+				UsageText: "kvsctl pki trust install [--ca FILE] [--nss] [--java] [--yes]",
+				Description: "Adds the CA to the system trust store (and NSS, Java when asked).\n" +
+					"A CA without name constraints (kvsctl's own CA has none) can sign a certificate for any\n" +
+					"name, *.google.com included, and every program of this machine would accept it: such a\n" +
+					"CA is refused unless --yes, and installed with a warning.\n\n" +
+					"Example:\n  sudo kvsctl pki trust install --ca certs/ca.crt --yes",
+				Flags:  flags(&cli.BoolFlag{Name: "yes", Usage: "install a CA without name constraints, which can sign for any name"}),
+				Action: action(true),
 			},
 			{
 				Name: "uninstall", Usage: "remove the CA from the trust stores",

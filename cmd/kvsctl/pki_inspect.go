@@ -118,7 +118,7 @@ func pkiListCommand() *cli.Command {
 				pkiPrintList(c.App.Writer, l)
 			}
 			if l.CRL != nil && l.CRL.Warning != "" {
-				fmt.Fprintf(c.App.ErrWriter, "kvsctl: warning: %s\n", l.CRL.Warning)
+				fmt.Fprintf(c.App.ErrWriter, "kvsctl: warning: %s\n", safeText(l.CRL.Warning))
 				if l.CRL.NeedsResign {
 					fmt.Fprintln(c.App.ErrWriter, "hint: run 'kvsctl pki crl' to re-sign it (a daily cron job keeps it fresh)")
 				}

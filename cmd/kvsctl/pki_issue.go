@@ -12,14 +12,18 @@ func pkiIssueCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "issue",
 		Usage:     "issue a new server or client certificate from the CA",
-		UsageText: "kvsctl pki issue server|client NAME [--hosts H,...] [--days N] [--key-type T] [--force] [--json]",
+		UsageText: "kvsctl pki issue server|client NAME [--hosts H,...] [--email ADDR] [--uri URI] [--days N] [--key-type T] [--force] [--json]",
 		Description: "Creates a key and a certificate signed by the CA, writes issued/NAME.key (0600) and\n" +
 			"issued/NAME.crt, and records the certificate in the inventory. A server certificate is\n" +
-			"valid for --hosts (default: NAME); NAME is the certificate's common name.\n\n" +
-			"Examples:\n  kvsctl pki issue client alice --days 90\n  kvsctl pki issue server kvs2 --hosts kvs2.example.com,10.0.0.7",
+			"valid for --hosts (default: NAME); NAME is the certificate's common name. --email and\n" +
+			"--uri add e-mail and URI SANs, the typed identities (email:, uri:) a server policy matches.\n\n" +
+			"Examples:\n  kvsctl pki issue client alice --days 90\n  kvsctl pki issue server kvs2 --hosts kvs2.example.com,10.0.0.7\n" +
+			"  kvsctl pki issue client web --uri spiffe://example.org/web --email ops@example.org",
 		Flags: []cli.Flag{
 			dirFlag(),
 			pkiHostsFlag("server DNS names and IP addresses"),
+			&cli.StringSliceFlag{Name: "email", Usage: "e-mail SAN, a typed identity (repeatable or comma-separated)"},
+			&cli.StringSliceFlag{Name: "uri", Usage: "URI SAN such as spiffe://example.org/web, a typed identity (repeatable or comma-separated)"},
 			pkiDaysFlag(fmt.Sprintf("validity in days (1 to %d, default %d)", pki.MaxLeafDays, pki.DefaultLeafDays)),
 			pkiKeyTypeFlag(),
 			pkiForceFlag("replace issued/NAME.crt and .key"),
@@ -42,12 +46,23 @@ func pkiIssueCommand() *cli.Command {
 			if err := pki.CheckName(args[1]); err != nil {
 				return usageError{err}
 			}
+			for _, e := range c.StringSlice("email") {
+				if err := pki.CheckEmail(e); err != nil {
+					return usageError{err}
+				}
+			}
+			for _, u := range c.StringSlice("uri") {
+				if err := pki.CheckURI(u); err != nil {
+					return usageError{err}
+				}
+			}
 			pass, err := passphrase(c)
 			if err != nil {
 				return err
 			}
 			iss, err := pki.Issue(c.Context, pki.IssueOptions{
 				Dir: pki.Dir(c.String("dir")), Profile: p, Name: args[1], Hosts: c.StringSlice("hosts"),
+				Emails: c.StringSlice("email"), URIs: c.StringSlice("uri"),
 				Days: c.Int("days"), KeyType: kt, Passphrase: pass, Force: c.Bool("force"),
 			})
 			if err != nil {
@@ -62,11 +77,14 @@ func pkiSignCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sign",
 		Usage:     "sign an external certificate signing request (CSR) with the CA",
-		UsageText: "kvsctl pki sign CSR --profile server|client [--days N] [--name NAME] [--force] [--json]",
+		UsageText: "kvsctl pki sign CSR --profile server|client [--days N] [--name NAME] [--allow-san] [--force] [--json]",
 		Description: "Checks the CSR's self-signature and key, then issues a certificate that copies ONLY\n" +
 			"the CSR's subject and subject alternative names; every other extension the CSR asks for\n" +
 			"(CA:TRUE, key usages, ...) is ignored. A server CSR without SANs gets its common name as\n" +
-			"the DNS name. Writes issued/NAME.crt (NAME defaults to the common name) and records it.\n\n" +
+			"the DNS name. Writes issued/NAME.crt (NAME defaults to the common name) and records it;\n" +
+			"prints every SAN it copied, with its type (DNS:, IP:, email:, URI:).\n" +
+			"A client CSR with a SAN equal to the common name or a SAN of another current certificate\n" +
+			"in the inventory would share that identity and is refused, unless --allow-san.\n\n" +
 			"Example:\n  openssl req -new -newkey rsa:2048 -nodes -keyout web.key -out web.csr -subj /CN=web.example.com\n" +
 			"  kvsctl pki sign web.csr --profile server --days 90",
 		Flags: []cli.Flag{
@@ -74,6 +92,7 @@ func pkiSignCommand() *cli.Command {
 			&cli.StringFlag{Name: "profile", Usage: "server or client (required)"},
 			pkiDaysFlag(fmt.Sprintf("validity in days (1 to %d, default %d)", pki.MaxLeafDays, pki.DefaultLeafDays)),
 			&cli.StringFlag{Name: "name", Usage: "file name under issued/ (default: the CSR's common name)"},
+			&cli.BoolFlag{Name: "allow-san", Usage: "sign a client CSR even when a SAN matches another certificate's identity"},
 			pkiForceFlag("replace issued/NAME.crt"),
 			passphraseFileFlag(),
 			jsonFlag(),
@@ -101,7 +120,7 @@ func pkiSignCommand() *cli.Command {
 			}
 			iss, err := pki.SignCSR(c.Context, pki.SignOptions{
 				Dir: pki.Dir(c.String("dir")), CSRFile: args[0], Profile: p, Name: c.String("name"),
-				Days: c.Int("days"), Passphrase: pass, Force: c.Bool("force"),
+				Days: c.Int("days"), Passphrase: pass, Force: c.Bool("force"), AllowSAN: c.Bool("allow-san"),
 			})
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,13 +30,55 @@ func pkiStamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 M
 
 func pkiDay(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
-func pkiHosts(c *x509.Certificate) string {
-	var h []string
-	h = append(h, c.DNSNames...)
-	for _, ip := range c.IPAddresses {
-		h = append(h, ip.String())
+// pkiSANs formats subject alternative names, each with its type, as
+// "DNS:a.example, IP:10.0.0.1, email:ops@example.org, URI:spiffe://x/y";
+// a value with a control character is quoted (safe).
+// It is the one SAN formatter of the pki output: every output that shows a
+// certificate, a CSR or an inventory record shows all of its SANs through
+// it, so a SAN of any type is never hidden.
+func pkiSANs(dns, ips, emails, uris []string) string {
+	var out []string
+	for _, d := range dns {
+		out = append(out, "DNS:"+safe(d))
 	}
-	return strings.Join(h, ", ")
+	for _, ip := range ips {
+		out = append(out, "IP:"+safe(ip))
+	}
+	for _, e := range emails {
+		out = append(out, "email:"+safe(e))
+	}
+	for _, u := range uris {
+		out = append(out, "URI:"+safe(u))
+	}
+	return strings.Join(out, ", ")
+}
+
+// pkiCertSANs is pkiSANs of a certificate.
+func pkiCertSANs(c *x509.Certificate) string {
+	var ips, uris []string
+	for _, ip := range c.IPAddresses {
+		ips = append(ips, ip.String())
+	}
+	for _, u := range c.URIs {
+		uris = append(uris, u.String())
+	}
+	return pkiSANs(c.DNSNames, ips, c.EmailAddresses, uris)
+}
+
+// pkiRecordSANs is pkiSANs of an inventory record. Its hosts hold the DNS
+// names and the IP addresses together; kvsctl never issues a DNS SAN that
+// parses as an IP address (it becomes an IP SAN), so parsing tells them
+// apart.
+func pkiRecordSANs(r pki.Record) string {
+	var dns, ips []string
+	for _, h := range r.Hosts {
+		if net.ParseIP(h) != nil {
+			ips = append(ips, h)
+		} else {
+			dns = append(dns, h)
+		}
+	}
+	return pkiSANs(dns, ips, r.Emails, r.URIs)
 }
 
 func pkiPrintInit(w io.Writer, d pki.Dir, kt pki.KeyType, encrypted bool, res *pki.InitResult) {
@@ -45,19 +88,19 @@ func pkiPrintInit(w io.Writer, d pki.Dir, kt pki.KeyType, encrypted bool, res *p
 		d.Inventory():  "inventory of the certificates the CA issues",
 		d.ServerKey():  "server private key (0600)",
 		d.ClientKey():  "client private key (0600)",
-		d.ServerCert(): "server certificate for " + pkiHosts(res.Server) + ", until " + pkiDay(res.Server.NotAfter),
-		d.ClientCert(): "client certificate CN=" + res.Client.Subject.CommonName + ", until " + pkiDay(res.Client.NotAfter),
+		d.ServerCert(): "server certificate for " + pkiCertSANs(res.Server) + ", until " + pkiDay(res.Server.NotAfter),
+		d.ClientCert(): "client certificate CN=" + safe(res.Client.Subject.CommonName) + ", until " + pkiDay(res.Client.NotAfter),
 	}
 	if encrypted {
 		desc[d.CAKey()] = "CA private key (0600, encrypted with your passphrase)"
 	}
 	if res.CA != nil {
-		desc[d.CACert()] = "CA certificate " + res.CA.Subject.String() + ", until " + pkiDay(res.CA.NotAfter)
+		desc[d.CACert()] = "CA certificate " + safe(res.CA.Subject.String()) + ", until " + pkiDay(res.CA.NotAfter)
 		desc[d.CRL()] = fmt.Sprintf("signed CRL, empty, valid until %s: re-sign it with 'kvsctl pki crl'", pkiStamp(res.CRL.NextUpdate))
 	}
 	if res.Mode == pki.ModeSelfSigned {
-		desc[d.ServerCert()] = "self-signed server certificate for " + pkiHosts(res.Server) + ", until " + pkiDay(res.Server.NotAfter) + " (the client trusts exactly this)"
-		desc[d.ClientCert()] = "self-signed client certificate CN=" + res.Client.Subject.CommonName + ", until " + pkiDay(res.Client.NotAfter) + " (the server trusts exactly this)"
+		desc[d.ServerCert()] = "self-signed server certificate for " + pkiCertSANs(res.Server) + ", until " + pkiDay(res.Server.NotAfter) + " (the client trusts exactly this)"
+		desc[d.ClientCert()] = "self-signed client certificate CN=" + safe(res.Client.Subject.CommonName) + ", until " + pkiDay(res.Client.NotAfter) + " (the server trusts exactly this)"
 		fmt.Fprintf(w, "Created a self-signed PKI in %s (%s keys):\n", string(d), kt)
 	} else {
 		fmt.Fprintf(w, "Created a CA and its certificates in %s (%s keys):\n", string(d), kt)
@@ -88,10 +131,10 @@ func pkiPrintIssued(c *cli.Context, verb string, iss *pki.Issued) error {
 	w := c.App.Writer
 	cert := iss.Cert
 	fmt.Fprintf(w, "%s %s certificate %q, serial %s, valid until %s (%s)\n",
-		verb, iss.Record.Kind, iss.Record.Name, iss.Record.Serial, pkiStamp(cert.NotAfter), pki.HumanDuration(time.Until(cert.NotAfter)))
-	fmt.Fprintf(w, "  subject  %s\n", cert.Subject)
-	if h := pkiHosts(cert); h != "" {
-		fmt.Fprintf(w, "  hosts    %s\n", h)
+		verb, safe(iss.Record.Kind), iss.Record.Name, iss.Record.Serial, pkiStamp(cert.NotAfter), pki.HumanDuration(time.Until(cert.NotAfter)))
+	fmt.Fprintf(w, "  subject  %s\n", safe(cert.Subject.String()))
+	if sans := pkiCertSANs(cert); sans != "" {
+		fmt.Fprintf(w, "  SANs     %s\n", sans)
 	}
 	if iss.KeyFile != "" {
 		fmt.Fprintf(w, "  wrote    %s (0600)\n", iss.KeyFile)
@@ -102,19 +145,30 @@ func pkiPrintIssued(c *cli.Context, verb string, iss *pki.Issued) error {
 
 func pkiPrintRenewed(c *cli.Context, r *pki.Renewed) error {
 	if c.Bool("json") {
+		// The SANs as the inventory records them (hosts, emails, uris),
+		// also in self-signed mode, which has no inventory.
+		rec := pki.NewRecord("", "", "", r.New)
 		out := struct {
 			CertFile  string    `json:"cert_file"`
 			KeyFile   string    `json:"key_file,omitempty"`
 			OldSerial string    `json:"old_serial"`
 			NewSerial string    `json:"new_serial"`
+			Subject   string    `json:"subject"`
+			Hosts     []string  `json:"hosts,omitempty"`
+			Emails    []string  `json:"emails,omitempty"`
+			URIs      []string  `json:"uris,omitempty"`
 			NotAfter  time.Time `json:"not_after"`
 			Revoked   bool      `json:"old_revoked"`
-		}{r.CertFile, r.KeyFile, pki.SerialHex(r.Old), pki.SerialHex(r.New), r.New.NotAfter.UTC(), r.CRL != nil}
+		}{r.CertFile, r.KeyFile, pki.SerialHex(r.Old), pki.SerialHex(r.New), rec.Subject, rec.Hosts, rec.Emails, rec.URIs, r.New.NotAfter.UTC(), r.CRL != nil}
 		return pkiJSON(c.App.Writer, out)
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "renewed %s (%s): serial %s -> %s, valid until %s (%s)\n", r.CertFile, r.Profile,
 		pki.SerialHex(r.Old), pki.SerialHex(r.New), pkiStamp(r.New.NotAfter), pki.HumanDuration(time.Until(r.New.NotAfter)))
+	fmt.Fprintf(w, "  subject %s\n", safe(r.New.Subject.String()))
+	if sans := pkiCertSANs(r.New); sans != "" {
+		fmt.Fprintf(w, "  SANs    %s\n", sans)
+	}
 	if r.KeyFile != "" {
 		fmt.Fprintf(w, "  wrote %s (new %s key, 0600)\n", r.KeyFile, r.KeyType)
 	} else {
@@ -144,11 +198,7 @@ func pkiPrintInspection(w io.Writer, file string, ins *pki.Inspection) {
 	for _, c := range ins.Certificates {
 		head("certificate")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		line := func(k, v string) {
-			if v != "" {
-				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
-			}
-		}
+		line := pkiLine(tw)
 		line("Subject:", c.Subject)
 		line("Issuer:", c.Issuer)
 		line("Serial:", c.Serial)
@@ -175,11 +225,7 @@ func pkiPrintInspection(w io.Writer, file string, ins *pki.Inspection) {
 	for _, c := range ins.CSRs {
 		head("certificate request")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		line := func(k, v string) {
-			if v != "" {
-				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
-			}
-		}
+		line := pkiLine(tw)
 		line("Subject:", c.Subject)
 		line("SANs:", pkiSANs(c.DNSNames, c.IPAddresses, c.Emails, c.URIs))
 		line("Key:", pkiKeyDesc(c.KeyAlgorithm, c.KeySize, c.KeyCurve))
@@ -198,11 +244,7 @@ func pkiPrintInspection(w io.Writer, file string, ins *pki.Inspection) {
 	for _, c := range ins.CRLs {
 		head("CRL")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		line := func(k, v string) {
-			if v != "" {
-				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
-			}
-		}
+		line := pkiLine(tw)
 		line("Issuer:", c.Issuer)
 		line("CRL number:", c.Number)
 		line("This update:", pkiStamp(c.ThisUpdate))
@@ -220,28 +262,22 @@ func pkiPrintInspection(w io.Writer, file string, ins *pki.Inspection) {
 	}
 }
 
+// pkiLine returns a printer of "  Key:<tab>value" lines to tw that skips an
+// empty value and shows every value through safe: what inspect prints comes
+// from the file inspected.
+func pkiLine(tw io.Writer) func(k, v string) {
+	return func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "  %s\t%s\n", k, safe(v))
+		}
+	}
+}
+
 func pkiTimeLeft(s, status string) string {
 	if status == "valid" || status == "current" {
 		return s + " left"
 	}
 	return s
-}
-
-func pkiSANs(dns, ips, emails, uris []string) string {
-	var out []string
-	for _, d := range dns {
-		out = append(out, "DNS:"+d)
-	}
-	for _, ip := range ips {
-		out = append(out, "IP:"+ip)
-	}
-	for _, e := range emails {
-		out = append(out, "email:"+e)
-	}
-	for _, u := range uris {
-		out = append(out, "URI:"+u)
-	}
-	return strings.Join(out, ", ")
 }
 
 func pkiKeyDesc(alg string, size int, curve string) string {
@@ -262,10 +298,10 @@ func pkiYesNo(b bool) string {
 }
 
 func pkiPrintVerify(w io.Writer, file string, r *pki.VerifyReport) {
-	fmt.Fprintf(w, "%s: %s, serial %s\n", file, r.Subject, r.Serial)
+	fmt.Fprintf(w, "%s: %s, serial %s\n", file, safe(r.Subject), r.Serial)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range r.Checks {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", strings.ToUpper(c.Result), c.Name, c.Detail)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", strings.ToUpper(c.Result), c.Name, safeText(c.Detail))
 	}
 	tw.Flush()
 	if r.OK {
@@ -278,7 +314,7 @@ func pkiPrintList(w io.Writer, l *pki.Listing) {
 		fmt.Fprintln(w, "self-signed mode: no CA, no inventory, no CRL; the two certificates:")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERIAL\tNAME\tKIND\tNOT AFTER\tSTATUS")
+	fmt.Fprintln(tw, "SERIAL\tNAME\tKIND\tNOT AFTER\tSTATUS\tSANS")
 	for _, c := range l.Certificates {
 		status := c.Status
 		if c.Status == "revoked" && c.Reason != "" {
@@ -286,7 +322,11 @@ func pkiPrintList(w io.Writer, l *pki.Listing) {
 		} else if c.ReplacedBy != "" {
 			status += " (renewed)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Serial, c.Name, c.Kind, pkiDay(c.NotAfter), status)
+		sans := pkiRecordSANs(c.Record)
+		if sans == "" {
+			sans = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", safe(c.Serial), safe(c.Name), safe(c.Kind), pkiDay(c.NotAfter), safe(status), sans)
 	}
 	tw.Flush()
 	if l.CRL != nil && l.CRL.Number != "" {
@@ -305,20 +345,20 @@ func pkiCRLLeft(t time.Time) string {
 
 func pkiPrintExported(w io.Writer, ex *pki.Exported) {
 	if ex.HasKey {
-		fmt.Fprintf(w, "wrote %s (0600): certificate %s, its private key", ex.File, ex.Cert.Subject)
+		fmt.Fprintf(w, "wrote %s (0600): certificate %s, its private key", ex.File, safe(ex.Cert.Subject.String()))
 		if len(ex.Chain) > 0 {
-			fmt.Fprintf(w, " and the CA %s", ex.Chain[0].Subject)
+			fmt.Fprintf(w, " and the CA %s", safe(ex.Chain[0].Subject.String()))
 		}
 		fmt.Fprintln(w)
 	} else {
-		fmt.Fprintf(w, "wrote %s (0600): trust store with the CA %s\n", ex.File, ex.Cert.Subject)
+		fmt.Fprintf(w, "wrote %s (0600): trust store with the CA %s\n", ex.File, safe(ex.Cert.Subject.String()))
 	}
 	fmt.Fprintf(w, "  encryption: %s; check it with: openssl pkcs12 -info -noout -in %s\n", ex.Encoding, ex.File)
 }
 
 func pkiPrintTrust(w io.Writer, r *pki.TrustResult) {
-	fmt.Fprintf(w, "CA %s (SHA-256 %s)\n", r.Cert.Subject, pki.Fingerprint(r.Cert.Raw))
+	fmt.Fprintf(w, "CA %s (SHA-256 %s)\n", safe(r.Cert.Subject.String()), pki.Fingerprint(r.Cert.Raw))
 	for _, c := range r.Changes {
-		fmt.Fprintf(w, "  %s %s: %s\n", c.Action, c.Store, c.Detail)
+		fmt.Fprintf(w, "  %s %s: %s\n", c.Action, c.Store, safeText(c.Detail))
 	}
 }

@@ -48,7 +48,7 @@ func pkiRevokeCommand() *cli.Command {
 				return err
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "revoked %s certificate %q, serial %s (reason %s)\n", rec.Kind, rec.Name, rec.Serial, rec.Reason)
+			fmt.Fprintf(w, "revoked %s certificate %q, serial %s (reason %s)\n", safe(rec.Kind), rec.Name, safe(rec.Serial), safe(rec.Reason))
 			fmt.Fprintf(w, "wrote %s, valid until %s (in %s)\n", d.CRL(), pkiStamp(next), pki.HumanDuration(time.Until(next)))
 			return nil
 		},
@@ -61,7 +61,9 @@ func pkiCRLCommand() *cli.Command {
 		Usage:     "re-sign the CRL with a new lifetime (run it from cron)",
 		UsageText: "kvsctl pki crl [--days N] [--dir DIR]",
 		Description: "Signs a new CRL with the next CRL number, listing every revoked certificate, and prints\n" +
-			"when it expires. Servers refuse every client once the CRL has expired, so re-sign it well\n" +
+			"when it expires. Every entry of the current crl.pem is kept (it must verify against the CA):\n" +
+			"editing inventory.json cannot take a revocation off the CRL.\n" +
+			"Servers refuse every client once the CRL has expired, so re-sign it well\n" +
 			"before: the default lifetime is 7 days, and a daily cron job keeps it fresh.\n\n" +
 			"Example (crontab):\n  0 3 * * *  cd /srv/kvs && kvsctl pki crl --days 7",
 		Flags: []cli.Flag{

@@ -185,7 +185,7 @@ func TestPkiCommands(t *testing.T) {
 				return []string{"pki", "init", "--dir", f.path("new"), "--key-type", "ecdsa-p256", "--client", "alice", "--hosts", "a.example", "--hosts", "10.0.0.1,b.example"}
 			},
 			want: []string{"Created a CA", "ca.key", "ca.crt", "crl.pem", "inventory.json", "server.crt", "client.crt", "CN=alice",
-				"a.example, b.example, 10.0.0.1", "export KVS_CERTS=", "kvsctl serve", "kvsctl put hello world", "kvsctl get hello"},
+				"DNS:a.example, DNS:b.example, IP:10.0.0.1", "export KVS_CERTS=", "kvsctl serve", "kvsctl put hello world", "kvsctl get hello"},
 			check: func(t *testing.T, f pkiFixture, _ string) {
 				d := pki.Dir(f.path("new"))
 				for path, mode := range map[string]fs.FileMode{string(d): 0o700 | fs.ModeDir, d.CAKey(): 0o600, d.ServerKey(): 0o600, d.ClientKey(): 0o600,
@@ -246,7 +246,7 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "issue", "server", "web", "--dir", string(f.dir), "--hosts", "web.example,10.1.1.1", "--days", "30", "--key-type", "ed25519"}
 			},
-			want: []string{`issued server certificate "web"`, "web.example, 10.1.1.1", "issued/web.key (0600)", "issued/web.crt"},
+			want: []string{`issued server certificate "web"`, "SANs     DNS:web.example, IP:10.1.1.1", "issued/web.key (0600)", "issued/web.crt"},
 			check: func(t *testing.T, f pkiFixture, _ string) {
 				c := certOf(t, f.dir.IssuedCert("web"))
 				if d := c.NotAfter.Sub(c.NotBefore); d > 30*24*time.Hour+time.Hour || d < 30*24*time.Hour {
@@ -281,6 +281,14 @@ func TestPkiCommands(t *testing.T) {
 					t.Error("sign claims to have written a key")
 				}
 			},
+		},
+		{
+			name: "sign a CSR claiming another identity with --allow-san",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				csr := f.write(t, "eve.csr", csrPEM(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "eve"}, EmailAddresses: []string{"client"}}), 0o644)
+				return []string{"pki", "sign", csr, "--profile", "client", "--allow-san", "--dir", string(f.dir)}
+			},
+			want: []string{`signed client certificate "eve"`, "subject  CN=eve", "SANs     email:client"},
 		},
 		{
 			name: "inspect a certificate",
@@ -693,6 +701,23 @@ func TestPkiBadInput(t *testing.T) {
 				return []string{"pki", "trust", "install", "--ca", f.dir.ServerCert(), "--dir", string(f.dir)}
 			},
 			code: 1, want: "is not a CA certificate",
+		},
+		{
+			name: "CSR claiming the identity of another certificate",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				// openssl req -new -subj /CN=eve -addext "subjectAltName=email:client"
+				csr := f.write(t, "eve.csr", csrPEM(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "eve"}, EmailAddresses: []string{"client"}}), 0o644)
+				return []string{"pki", "sign", csr, "--profile", "client", "--dir", string(f.dir)}
+			},
+			code: 1, want: `SAN email:client matches the common name of client certificate "client" (serial `,
+		},
+		{
+			name: "CSR claiming the identity of another certificate: the hint",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				csr := f.write(t, "eve.csr", csrPEM(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "eve"}, EmailAddresses: []string{"client"}}), 0o644)
+				return []string{"pki", "sign", csr, "--profile", "client", "--dir", string(f.dir)}
+			},
+			code: 1, want: "\nhint: the CSR asks for another certificate's identity; sign it with --allow-san only if it is meant to share it",
 		},
 		{
 			name: "sign without a profile",

@@ -10,7 +10,43 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/kvsctl/kvsctl/pki"
 )
+
+// TestPkiTrustInstallRefusesUnconstrainedCA: a CA without name
+// constraints can sign a certificate for any name (*.google.com), so
+// 'pki trust install' refuses it without --yes, and refuses before the
+// trust store is touched. As a guard, should the check ever come too late,
+// PATH is emptied: truststore then cannot run tee or update-ca-certificates
+// (with or without sudo) and fails instead of changing this machine.
+func TestPkiTrustInstallRefusesUnconstrainedCA(t *testing.T) {
+	f := newFixture(t)
+	t.Setenv("PATH", t.TempDir())
+	sysFile := pki.SystemTrustFile(certOf(t, f.dir.CACert()))
+	_, statErr := os.Stat(sysFile)
+	before := snapshot(t, f.root)
+	for _, args := range [][]string{
+		{"pki", "trust", "install", "--dir", string(f.dir)},
+		{"pki", "trust", "install", "--ca", f.dir.CACert(), "--nss", "--java", "--dir", string(f.dir)},
+	} {
+		code, out, errs := runPKI(t, args...)
+		if code != 1 || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, want 1 and nothing", args, code, out)
+		}
+		for _, want := range []string{"has no name constraints", "\nhint: the CA can sign any name; pass --yes to trust it anyway, or create a constrained CA\n"} {
+			if !strings.Contains(errs, want) {
+				t.Errorf("%v: stderr %q lacks %q", args, errs, want)
+			}
+		}
+	}
+	if _, err := os.Stat(sysFile); (err == nil) != (statErr == nil) {
+		t.Errorf("the system trust store file %s changed (before: %v, after: %v)", sysFile, statErr, err)
+	}
+	if diffs := diffSnapshots(before, snapshot(t, f.root)); len(diffs) > 0 {
+		t.Errorf("files changed: %v", diffs)
+	}
+}
 
 // TestPkiTrustInstall installs the CA into this machine's system trust store,
 // checks from new processes (curl against a TLS server using the CA's server
@@ -63,9 +99,17 @@ func TestPkiTrustInstall(t *testing.T) {
 		t.Fatalf("the CA is trusted before install (a leftover from an earlier run?): %s", msg)
 	}
 	t.Cleanup(func() { runPKI(t, "pki", "trust", "uninstall", "--dir", dir) })
-	out := mustRun(t, "pki", "trust", "install", "--dir", dir)
+	// kvsctl's CA has no name constraints: installing it takes --yes and
+	// warns.
+	code, out, errs := runPKI(t, "pki", "trust", "install", "--dir", dir, "--yes")
+	if code != 0 {
+		t.Fatalf("install: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
 	if !strings.Contains(out, "installed system: ") || !strings.Contains(out, "SHA-256") {
 		t.Errorf("install output:\n%s", out)
+	}
+	if !strings.Contains(errs, "kvsctl: warning: CA CN=kvsctl CA,O=kvsctl local CA has no name constraints") {
+		t.Errorf("install of an unconstrained CA does not warn: stderr %q", errs)
 	}
 	if ok, msg := probe(); !ok {
 		t.Fatalf("after install, the system does not trust the CA: %s", msg)

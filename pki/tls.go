@@ -63,6 +63,9 @@ func (f Files) ClientConfig(o TLSOptions) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load client certificate %s and key %s: %w", f.Cert, f.Key, err)
 	}
+	if err := CheckPublicKey(cert.Leaf.PublicKey); err != nil {
+		return nil, fmt.Errorf("client certificate %s: %w", f.Cert, err)
+	}
 	roots, err := LoadPool(f.CA)
 	if err != nil {
 		return nil, err
@@ -80,7 +83,8 @@ func (f Files) ClientConfig(o TLSOptions) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// LoadPool reads a PEM bundle of CA certificates into a pool.
+// LoadPool reads a PEM bundle of CA certificates into a pool, refusing a
+// certificate with a weak key (CheckPublicKey).
 func LoadPool(path string) (*x509.CertPool, error) {
 	cas, err := LoadCerts(path)
 	if err != nil {
@@ -88,6 +92,9 @@ func LoadPool(path string) (*x509.CertPool, error) {
 	}
 	pool := x509.NewCertPool()
 	for _, c := range cas {
+		if err := CheckPublicKey(c.PublicKey); err != nil {
+			return nil, fmt.Errorf("CA bundle %s: %s: %w", path, c.Subject, err)
+		}
 		pool.AddCert(c)
 	}
 	return pool, nil

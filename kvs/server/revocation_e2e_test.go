@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,5 +238,37 @@ func TestClientAuthMustBeNamed(t *testing.T) {
 		os.WriteFile(f.Cert, pki.PEMCert(der), 0o644)
 		os.WriteFile(f.Key, keyPEM, 0o600)
 		expectRejected(t, name, freshClient(t, ts.addr, clientTLS(t, f, nil), false).Ping(t.Context()))
+	}
+}
+
+// TestWeakKeysRefusedAtLoad: a CA of the bundle, or the server's own
+// certificate, with a weak key (ECDSA P-224 here) is refused when the
+// server loads its files (security finding 13).
+func TestWeakKeysRefusedAtLoad(t *testing.T) {
+	d := testPKI(t, false)
+	weak, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "weak CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, weak.Public(), weak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weakFile := filepath.Join(t.TempDir(), "weak.crt")
+	if err := os.WriteFile(weakFile, pki.PEMCert(der), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files, err := d.ServerFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files.CA = concat(t, "bundle.pem", d.CACert(), weakFile)
+	if _, err := LoadTLS(files, TLSOptions{NoCRL: true}); !errors.Is(err, pki.ErrWeakKey) {
+		t.Errorf("a bundle with a P-224 CA: %v, want ErrWeakKey", err)
 	}
 }

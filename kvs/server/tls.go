@@ -184,9 +184,17 @@ func (s *TLS) load() (*tlsSnapshot, error) {
 	if now.After(leaf.NotAfter) {
 		return nil, fmt.Errorf("server certificate %s %w on %s", f.Cert, ErrCertExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
+	if err := pki.CheckPublicKey(leaf.PublicKey); err != nil {
+		return nil, fmt.Errorf("server certificate %s: %w", f.Cert, err)
+	}
 	cas, err := pki.LoadCerts(f.CA)
 	if err != nil {
 		return nil, fmt.Errorf("load client CA bundle: %w", err)
+	}
+	for _, c := range cas {
+		if err := pki.CheckPublicKey(c.PublicKey); err != nil {
+			return nil, fmt.Errorf("client CA bundle %s: %s: %w", f.CA, c.Subject, err)
+		}
 	}
 	snap := &tlsSnapshot{gen: s.gen.Add(1), cert: cert, leaf: leaf, roots: x509.NewCertPool(), stamp: stamp}
 	for _, c := range cas {

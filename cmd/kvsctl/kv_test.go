@@ -134,6 +134,17 @@ func TestKVCommands(t *testing.T) {
 			if out := must(kv(nil, "list", "ctl/")); out != `"ctl/a\nb"`+"\n" {
 				t.Errorf("a key with a newline lists as %q, want it quoted", out)
 			}
+			// Bidirectional overrides (U+202E) and escape sequences are
+			// quoted too, so a key cannot rewrite the line it is listed on
+			// (security finding 10); JSON keeps the exact key.
+			must(kv(nil, "put", "bidi/\u202etxt.exe", "x"))
+			must(kv(nil, "put", "bidi/\x1b[31mred", "x"))
+			if out := must(kv(nil, "list", "bidi/")); out != `"bidi/\x1b[31mred"`+"\n"+`"bidi/\u202etxt.exe"`+"\n" {
+				t.Errorf("keys with escapes list as %q, want them quoted", out)
+			}
+			if out := must(kv(nil, "list", "--json", "bidi/")); !strings.Contains(out, "\u202e") && !strings.Contains(out, "\u202e") {
+				t.Errorf("list --json lost the exact key: %q", out)
+			}
 
 			// Usage errors: exit 2.
 			for _, args := range [][]string{

@@ -142,7 +142,7 @@ func TestKVCommands(t *testing.T) {
 			if out := must(kv(nil, "list", "bidi/")); out != `"bidi/\x1b[31mred"`+"\n"+`"bidi/\u202etxt.exe"`+"\n" {
 				t.Errorf("keys with escapes list as %q, want them quoted", out)
 			}
-			if out := must(kv(nil, "list", "--json", "bidi/")); !strings.Contains(out, "\u202e") && !strings.Contains(out, "\u202e") {
+			if out := must(kv(nil, "list", "--json", "bidi/")); !strings.Contains(out, "\u202etxt.exe") {
 				t.Errorf("list --json lost the exact key: %q", out)
 			}
 

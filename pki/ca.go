@@ -16,19 +16,23 @@ import (
 	"math/big"
 	"net"
 	"net/url"
-	"os"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Validity limits.
 const (
-	CAValidity      = 10 * 365 * 24 * time.Hour
-	MaxLeafDays     = 825 // the CA/Browser Forum limit that Apple and others enforce
-	DefaultLeafDays = 825
-	// backdate covers clock skew between the machine that issues and the one
-	// that verifies.
-	backdate = 5 * time.Minute
+	CAValidity           = 10 * 365 * 24 * time.Hour // a root, and a flat CA
+	IntermediateValidity = 5 * 365 * 24 * time.Hour
+	MaxLeafDays          = 825 // the CA/Browser Forum limit that Apple and others enforce
+	DefaultLeafDays      = 825
+	MinLeafTTL           = 5 * time.Minute
+	// Backdate is how far before the moment of signing a certificate or CRL
+	// starts to be valid: it covers clock skew between the machine that
+	// issues and the one that verifies.
+	Backdate = time.Minute
+	backdate = Backdate
 )
 
 // Profile is the intended use of a leaf certificate.
@@ -63,6 +67,10 @@ func (p Profile) ExtKeyUsage() x509.ExtKeyUsage {
 type CA struct {
 	Cert *x509.Certificate
 	Key  crypto.Signer
+	// Chain are the CA certificates above Cert, its root last; empty for
+	// a root. A leaf's file holds the leaf and Cert when Chain is not
+	// empty.
+	Chain []*x509.Certificate
 }
 
 // NewSerial returns a random positive 128-bit serial number.
@@ -104,10 +112,45 @@ func keyUsageFor(pub crypto.PublicKey) x509.KeyUsage {
 	return x509.KeyUsageDigitalSignature
 }
 
-// NewCA creates a self-signed root CA valid for ten years: basic constraints
-// CA:TRUE (critical) with path length 0, key usage keyCertSign and cRLSign,
-// and a subject key identifier.
+// NewCA creates a flat CA: a self-signed root valid for ten years that
+// signs leaves itself, with basic constraints CA:TRUE (critical) and path
+// length 0, key usage keyCertSign and cRLSign, and a subject key
+// identifier. 'pki init --flat' makes one, as releases before the
+// hierarchy did.
 func NewCA(commonName string, key crypto.Signer, now time.Time) (*CA, error) {
+	return newCA(caSpec{name: commonName, org: "kvsctl local CA", pathLen: 0, life: CAValidity}, key, nil, now)
+}
+
+// NewRoot creates the root of a hierarchy: self-signed, ten years, path
+// length 1 (it signs intermediates, which sign leaves), with the name
+// constraints nc when not empty. Its common name carries the first bytes
+// of its key identifier, so that the roots of two generations differ.
+func NewRoot(key crypto.Signer, nc NameConstraints, now time.Time) (*CA, error) {
+	return newCA(caSpec{name: "kvsctl root CA", org: "kvsctl", pathLen: 1, life: CAValidity, nc: nc}, key, nil, now)
+}
+
+// NewIntermediate has the root sign an issuing intermediate CA: five
+// years (never past the root), path length 0, with the name constraints
+// nc when not empty.
+func (root *CA) NewIntermediate(key crypto.Signer, nc NameConstraints, now time.Time) (*CA, error) {
+	if err := root.check(now); err != nil {
+		return nil, err
+	}
+	return newCA(caSpec{name: "kvsctl intermediate CA", org: "kvsctl", pathLen: 0, life: IntermediateValidity, nc: nc}, key, root, now)
+}
+
+// caSpec describes a CA certificate to create.
+type caSpec struct {
+	name, org string
+	pathLen   int
+	life      time.Duration
+	nc        NameConstraints
+}
+
+// newCA creates a CA certificate for key, signed by parent (self-signed
+// when nil). A CA of a hierarchy (org "kvsctl") gets the first four bytes
+// of its key identifier in its common name.
+func newCA(spec caSpec, key crypto.Signer, parent *CA, now time.Time) (*CA, error) {
 	serial, err := NewSerial()
 	if err != nil {
 		return nil, err
@@ -116,19 +159,33 @@ func NewCA(commonName string, key crypto.Signer, now time.Time) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	name := spec.name
+	if spec.org == "kvsctl" {
+		name = fmt.Sprintf("%s %x", spec.name, skid[:4])
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"kvsctl local CA"}},
+		Subject:               pkix.Name{CommonName: name, Organization: []string{spec.org}},
 		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(CAValidity),
+		NotAfter:              now.Add(spec.life),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
+		MaxPathLen:            spec.pathLen,
+		MaxPathLenZero:        spec.pathLen == 0,
 		SubjectKeyId:          skid,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	spec.nc.apply(tmpl)
+	issuer, signer, chain := tmpl, key, []*x509.Certificate(nil)
+	if parent != nil {
+		if tmpl.NotAfter.After(parent.Cert.NotAfter) {
+			tmpl.NotAfter = parent.Cert.NotAfter
+		}
+		tmpl.AuthorityKeyId = parent.Cert.SubjectKeyId
+		issuer, signer = parent.Cert, parent.Key
+		chain = append([]*x509.Certificate{parent.Cert}, parent.Chain...)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), signer)
 	if err != nil {
 		return nil, fmt.Errorf("create CA certificate: %w", err)
 	}
@@ -136,53 +193,38 @@ func NewCA(commonName string, key crypto.Signer, now time.Time) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse new CA certificate: %w", err)
 	}
-	return &CA{Cert: cert, Key: key}, nil
+	return &CA{Cert: cert, Key: key, Chain: chain}, nil
 }
 
-// LoadCA loads the CA of a PKI directory and checks it: the key must match
-// the certificate, the certificate must be a currently valid CA. passphrase
-// decrypts an encrypted key.
+// LoadCA loads the issuing CA of a PKI directory, the one that signs new
+// leaves (the intermediate of a hierarchy, or the flat CA), and checks it:
+// the key must match the certificate, the certificate must be a currently
+// valid CA, and in a hierarchy its root's CRL must not list it.
+// passphrase decrypts an encrypted key.
 func LoadCA(dir Dir, passphrase []byte, now time.Time) (*CA, error) {
-	if _, err := os.Stat(dir.CACert()); err != nil {
-		if m, merr := dir.Mode(); merr == nil && m == ModeSelfSigned {
-			return nil, errorOfAll([]error{ErrNoCA, ErrSelfSignedPKI}, "%s is a self-signed PKI without a CA", string(dir))
-		}
-		return nil, errorOf(ErrNoCA, "no CA in %s", string(dir))
-	}
-	cert, err := LoadCert(dir.CACert())
+	a, err := loadAuthority(dir)
 	if err != nil {
 		return nil, err
 	}
-	if !exists(dir.CAKey()) {
-		return nil, errorOf(ErrNoCA, "no CA key %s: this directory can verify but not issue", dir.CAKey())
-	}
-	key, err := LoadKey(dir.CAKey(), passphrase)
-	if err != nil {
-		return nil, err
-	}
-	ca := &CA{Cert: cert, Key: key}
-	if err := ca.check(now); err != nil {
-		return nil, err
-	}
-	return ca, nil
+	return a.issuingCA(passphrase, now)
 }
 
 func (ca *CA) check(now time.Time) error {
 	c := ca.Cert
 	if !KeyMatches(c, ca.Key) {
-		return errors.New("CA key does not match the CA certificate")
+		return fmt.Errorf("the key of CA %s does not match its certificate", c.Subject)
 	}
 	if !c.IsCA || !c.BasicConstraintsValid || c.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return errors.New("ca.crt is not a CA certificate (basicConstraints CA:TRUE and keyCertSign required)")
+		return fmt.Errorf("%s is not a CA certificate (basicConstraints CA:TRUE and keyCertSign required)", c.Subject)
 	}
 	if err := CheckPublicKey(c.PublicKey); err != nil {
 		return fmt.Errorf("the CA certificate's key: %w", err)
 	}
 	if now.Before(c.NotBefore) {
-		return fmt.Errorf("CA certificate is not valid until %s", c.NotBefore.UTC().Format(time.RFC3339))
+		return fmt.Errorf("CA certificate %s is not valid until %s", c.Subject, c.NotBefore.UTC().Format(time.RFC3339))
 	}
 	if now.After(c.NotAfter) {
-		return errorOf(ErrCAExpired, "CA certificate expired on %s", c.NotAfter.UTC().Format(time.RFC3339))
+		return errorOf(ErrCAExpired, "CA certificate %s expired on %s", c.Subject, c.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -190,11 +232,12 @@ func (ca *CA) check(now time.Time) error {
 // LeafRequest describes a leaf certificate to issue.
 type LeafRequest struct {
 	Profile    Profile
-	Subject    pkix.Name // CommonName is the identity the server sees
-	Hosts      []string  // DNS names and IP addresses (server: required)
-	Emails     []string  // e-mail SANs (copied from CSRs)
-	URIs       []string  // URI SANs (copied from CSRs)
-	Days       int       // validity in days; 0 means DefaultLeafDays
+	Subject    pkix.Name     // CommonName is the identity the server sees
+	Hosts      []string      // DNS names and IP addresses (server: required)
+	Emails     []string      // e-mail SANs (copied from CSRs)
+	URIs       []string      // URI SANs (copied from CSRs)
+	Days       int           // validity in days; 0 (and no TTL) means DefaultLeafDays
+	TTL        time.Duration // validity as a duration, instead of Days: at least MinLeafTTL
 	PublicKey  crypto.PublicKey
 	NotBefore  time.Time // zero: now minus a small backdate; set by tests and attack scenarios
 	NotAfter   time.Time // zero: NotBefore + Days
@@ -203,28 +246,89 @@ type LeafRequest struct {
 	// rawSubject, when set, is the DER subject copied verbatim (from a CSR or
 	// a certificate being renewed) instead of Subject's encoding.
 	rawSubject []byte
+	// fitIssuer shortens a validity past the issuer's expiry to end with
+	// the issuer rather than refusing it (renewal with the old lifetime).
+	fitIssuer bool
 }
 
-// validity computes the window of a leaf, capped at MaxLeafDays.
+// explicit reports whether the request asks for a lifetime, rather than
+// taking the default.
+func (r LeafRequest) explicit() bool {
+	return !r.fitIssuer && (r.Days != 0 || r.TTL != 0 || !r.NotAfter.IsZero())
+}
+
+// validity computes the window of a leaf: from a little before now
+// (Backdate) to Days or TTL after now, at most MaxLeafDays.
 func (r LeafRequest) validity(now time.Time) (time.Time, time.Time, error) {
-	days := r.Days
-	if days == 0 {
-		days = DefaultLeafDays
-	}
-	if days < 0 || days > MaxLeafDays {
-		return time.Time{}, time.Time{}, fmt.Errorf("invalid validity of %d days: use 1 to %d", days, MaxLeafDays)
+	life, err := r.lifetime()
+	if err != nil {
+		return time.Time{}, time.Time{}, err
 	}
 	nb, na := r.NotBefore, r.NotAfter
 	if nb.IsZero() {
 		nb = now.Add(-backdate)
 	}
 	if na.IsZero() {
-		na = nb.Add(backdate).Add(time.Duration(days) * 24 * time.Hour)
+		na = nb.Add(backdate).Add(life)
 	}
 	if !na.After(nb) {
 		return time.Time{}, time.Time{}, errors.New("certificate would expire before it becomes valid")
 	}
 	return nb, na, nil
+}
+
+// lifetime is the validity the request asks for, checked.
+func (r LeafRequest) lifetime() (time.Duration, error) {
+	maxLife := time.Duration(MaxLeafDays) * 24 * time.Hour
+	switch {
+	case r.TTL != 0 && r.Days != 0:
+		return 0, errors.New("give the validity in days or as a TTL, not both")
+	case r.TTL != 0:
+		if r.TTL < MinLeafTTL {
+			return 0, fmt.Errorf("a TTL of %s is too short: use at least %s", r.TTL, MinLeafTTL)
+		}
+		if r.TTL > maxLife {
+			return 0, fmt.Errorf("a TTL of %s is too long: use at most %dd", r.TTL, MaxLeafDays)
+		}
+		return r.TTL, nil
+	}
+	days := r.Days
+	if days == 0 {
+		days = DefaultLeafDays
+	}
+	if days < 0 || days > MaxLeafDays {
+		return 0, fmt.Errorf("invalid validity of %d days: use 1 to %d", days, MaxLeafDays)
+	}
+	return time.Duration(days) * 24 * time.Hour, nil
+}
+
+// ErrOutlivesIssuer is wrapped when a certificate asked for would be valid
+// longer than the CA that signs it.
+var ErrOutlivesIssuer = errors.New("pki: certificate would outlive its issuer")
+
+// ParseTTL parses a lifetime: a Go duration (90m, 24h, 1h30m) or a number
+// of days with a d suffix, alone or before a duration (90d, 1d12h).
+func ParseTTL(s string) (time.Duration, error) {
+	bad := fmt.Errorf("invalid TTL %q: use a duration such as 5m, 24h, 90d or 1d12h", s)
+	var days time.Duration
+	rest := strings.TrimSpace(s)
+	if i := strings.IndexByte(rest, 'd'); i > 0 {
+		n, err := strconv.Atoi(rest[:i])
+		if err != nil || n < 0 || n > 100000 {
+			return 0, bad
+		}
+		days, rest = time.Duration(n)*24*time.Hour, rest[i+1:]
+	}
+	var d time.Duration
+	if rest != "" {
+		var err error
+		if d, err = time.ParseDuration(rest); err != nil || d < 0 {
+			return 0, bad
+		}
+	} else if days == 0 {
+		return 0, bad
+	}
+	return days + d, nil
 }
 
 // template builds the certificate template of a leaf.
@@ -286,7 +390,11 @@ func (r LeafRequest) template(now time.Time) (*x509.Certificate, error) {
 	return t, nil
 }
 
-// Sign issues a leaf certificate for req.PublicKey, signed by the CA.
+// Sign issues a leaf certificate for req.PublicKey, signed by the CA. A
+// lifetime asked for that ends after the CA's is refused with
+// ErrOutlivesIssuer; the default one is shortened to end with the CA. A
+// name outside the name constraints of the CA or of a CA above it is
+// refused with ErrNameNotPermitted.
 func (ca *CA) Sign(req LeafRequest, now time.Time) (*x509.Certificate, error) {
 	if err := ca.check(now); err != nil {
 		return nil, err
@@ -296,7 +404,14 @@ func (ca *CA) Sign(req LeafRequest, now time.Time) (*x509.Certificate, error) {
 		return nil, err
 	}
 	if t.NotAfter.After(ca.Cert.NotAfter) {
+		if req.explicit() {
+			return nil, errorOf(ErrOutlivesIssuer, "a certificate valid until %s would outlive its issuer %s, which expires on %s (in %s): ask for a shorter lifetime",
+				stamp(t.NotAfter), ca.Cert.Subject, stamp(ca.Cert.NotAfter), HumanDuration(ca.Cert.NotAfter.Sub(now)))
+		}
 		t.NotAfter = ca.Cert.NotAfter
+	}
+	if err := checkNames(t, append([]*x509.Certificate{ca.Cert}, ca.Chain...)); err != nil {
+		return nil, err
 	}
 	t.AuthorityKeyId = ca.Cert.SubjectKeyId
 	return create(t, ca.Cert, req.PublicKey, ca.Key)

@@ -6,16 +6,21 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
 	"os"
 	"strings"
 	"time"
 )
 
-// DefaultCRLDays is the default lifetime of a CRL: it must be re-signed
-// (kvsctl pki crl) before it runs out, or servers refuse every client.
+// DefaultCRLDays is the default lifetime of the CRL of a CA that signs
+// leaves: it must be re-signed (kvsctl pki crl) before it runs out, or
+// servers refuse every client.
 const DefaultCRLDays = 7
+
+// DefaultRootCRLDays is the default lifetime of the CRL of a root of a
+// hierarchy, which lists revoked intermediates: the root key is offline
+// most of the time, so its CRL must last until it is next brought back.
+const DefaultRootCRLDays = 180
 
 // ErrCRLExpired is wrapped when a CRL is past its NextUpdate. Servers fail
 // closed on it.
@@ -116,30 +121,6 @@ func (ca *CA) signEntries(number int64, entries []x509.RevocationListEntry, now 
 		return nil, fmt.Errorf("sign CRL: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), nil
-}
-
-// signedCRL reads the directory's current CRL and verifies its signature
-// against the CA: its entries are revocations the CA signed, which every
-// new CRL carries forward whatever the (unsigned) inventory says. It
-// returns nil when there is no CRL file; a CRL that cannot be read, does
-// not parse or does not verify is an error, never ignored. An expired CRL
-// is fine: re-signing it is how it is renewed.
-func (ca *CA) signedCRL(d Dir) (*x509.RevocationList, error) {
-	data, err := os.ReadFile(d.CRL())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read the current CRL %s: %w", d.CRL(), err)
-	}
-	rl, err := ParseCRL(data)
-	if err != nil {
-		return nil, fmt.Errorf("read the current CRL %s: %w: its revocations cannot be carried forward", d.CRL(), err)
-	}
-	if _, err := NewCRL(rl, ca.Cert); err != nil {
-		return nil, fmt.Errorf("the current CRL %s does not verify against the CA (%w): its revocations cannot be carried forward", d.CRL(), err)
-	}
-	return rl, nil
 }
 
 // restoreRevocations marks every record that signed (the current, verified

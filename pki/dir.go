@@ -62,8 +62,38 @@ func (d Dir) ClientCert() string { return d.Path("client.crt") }
 // ClientKey is the default client private key path.
 func (d Dir) ClientKey() string { return d.Path("client.key") }
 
-// CRL is the CRL path.
+// CRL is the path of the CRL file: one CRL per CA of the directory (in a
+// flat PKI, the CA's only).
 func (d Dir) CRL() string { return d.Path("crl.pem") }
+
+// IntermediateCert is the certificate path of the issuing intermediate CA
+// of a hierarchy: the CA that signs new leaves.
+func (d Dir) IntermediateCert() string { return d.Path("intermediate.crt") }
+
+// IntermediateKey is the key path of the issuing intermediate CA.
+func (d Dir) IntermediateKey() string { return d.Path("intermediate.key") }
+
+// Intermediates is the path of the bundle of every intermediate CA still
+// in service (the issuing one first): the CAs whose CRLs servers load.
+func (d Dir) Intermediates() string { return d.Path("intermediates.pem") }
+
+// RetiredCert is the certificate path of a CA replaced by a rotation, by
+// its serial (hex).
+func (d Dir) RetiredCert(serial string) string {
+	return filepath.Join(string(d), "retired", serial+".crt")
+}
+
+// RetiredKey is the key path of a CA replaced by a rotation: it re-signs
+// that CA's CRL until the CA is retired.
+func (d Dir) RetiredKey(serial string) string {
+	return filepath.Join(string(d), "retired", serial+".key")
+}
+
+// Hierarchy reports whether the directory holds a root and an issuing
+// intermediate (what 'pki init' makes), rather than a flat CA that signs
+// leaves itself (what 'pki init --flat' and releases before the hierarchy
+// make).
+func (d Dir) Hierarchy() bool { return exists(d.IntermediateCert()) }
 
 // Inventory is the inventory path.
 func (d Dir) Inventory() string { return d.Path("inventory.json") }
@@ -95,10 +125,15 @@ type Files struct {
 	// CRLs are the files of the CRLs to check peers against (each may
 	// hold several PEM blocks, one CRL per issuing CA).
 	CRLs []string
+	// Intermediates, when set, is a bundle of intermediate CAs of the
+	// trusted roots that are in service: a server accepts their CRLs
+	// even when no peer has presented them yet.
+	Intermediates string
 }
 
-// ServerFiles returns the files the server uses: in CA mode the CA is the
-// root for clients and crl.pem is checked (it is listed even when it does
+// ServerFiles returns the files the server uses: in CA mode the CA bundle
+// holds the roots for clients, crl.pem is checked and, in a hierarchy,
+// intermediates.pem names the intermediates whose CRLs it holds (it is listed even when it does
 // not exist, so that a server can refuse to start without it, or watch for
 // it); in self-signed mode the client's certificate is the only root and
 // there is no CRL.
@@ -111,6 +146,9 @@ func (d Dir) ServerFiles() (Files, error) {
 	if m == ModeCA {
 		f.CA = d.CACert()
 		f.CRLs = []string{d.CRL()} // even when it is missing: a server requires or watches it
+		if d.Hierarchy() {
+			f.Intermediates = d.Intermediates()
+		}
 	} else {
 		f.CA = d.ClientCert()
 	}

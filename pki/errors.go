@@ -54,6 +54,12 @@ var (
 	// name or a SAN of another current certificate: signing it would
 	// give the new certificate that certificate's identity.
 	ErrSANConflict = errors.New("pki: SAN matches another identity")
+	// ErrNoCAKey means the key of a CA is not in the directory: it can
+	// verify, not sign. It also matches ErrNoCA.
+	ErrNoCAKey = errors.New("pki: CA key missing")
+	// ErrLocked means another process holds the lock of the PKI
+	// directory, and the command does not wait for it.
+	ErrLocked = errors.New("pki: PKI directory locked")
 	// ErrWeakKey means a public key is too weak, or of a kind kvsctl does
 	// not accept, to certify or to trust (see [CheckPublicKey]).
 	ErrWeakKey = errors.New("pki: weak or unsupported public key")

@@ -45,7 +45,8 @@ type Exported struct {
 	Encoding string // "modern (AES-256-CBC, PBKDF2-HMAC-SHA-256)" or "legacy (3DES, SHA-1)"
 }
 
-// Export writes a PKCS#12 bundle of a certificate, its key and its CA, for
+// Export writes a PKCS#12 bundle of a certificate, its key and its chain
+// (its intermediate, if its file has one, and its root), for
 // browsers, curl and Java. The bundle is encrypted with go-pkcs12's Modern
 // encoder (AES-256-CBC with PBKDF2-HMAC-SHA-256, SHA-256 MAC) unless Legacy
 // is set. It refuses an empty password, a key that does not match the
@@ -86,10 +87,11 @@ func Export(ctx context.Context, o ExportOptions) (*Exported, error) {
 		if err != nil {
 			return nil, err
 		}
-		cert, err := LoadCert(certFile)
+		certs, err := LoadCerts(certFile)
 		if err != nil {
 			return nil, err
 		}
+		cert := certs[0]
 		key, err := LoadKey(keyFile, nil)
 		if err != nil {
 			return nil, err
@@ -98,9 +100,7 @@ func Export(ctx context.Context, o ExportOptions) (*Exported, error) {
 			return nil, fmt.Errorf("key %s does not match certificate %s", keyFile, certFile)
 		}
 		out.Cert, out.HasKey = cert, true
-		if ca, err := LoadCert(o.Dir.CACert()); err == nil && cert.CheckSignatureFrom(ca) == nil {
-			out.Chain = []*x509.Certificate{ca}
-		}
+		out.Chain = exportChain(certs, o.Dir)
 		if data, err = enc.Encode(key, cert, out.Chain, o.Password); err != nil {
 			return nil, fmt.Errorf("encode PKCS#12: %w", err)
 		}
@@ -112,6 +112,28 @@ func Export(ctx context.Context, o ExportOptions) (*Exported, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// exportChain is the chain to bundle with certs[0]: the CA certificates
+// that follow it in its file (its intermediate), then the root of the
+// directory's ca.crt that signed the last of them.
+func exportChain(certs []*x509.Certificate, d Dir) []*x509.Certificate {
+	var chain []*x509.Certificate
+	top := certs[0]
+	for _, c := range certs[1:] {
+		if c.IsCA && top.CheckSignatureFrom(c) == nil {
+			chain = append(chain, c)
+			top = c
+		}
+	}
+	roots, _ := LoadCerts(d.CACert())
+	for _, r := range roots {
+		if !top.Equal(r) && top.CheckSignatureFrom(r) == nil {
+			chain = append(chain, r)
+			break
+		}
+	}
+	return chain
 }
 
 // resolveName finds the certificate and key files of a name: "server" and

@@ -20,7 +20,7 @@ func TestExport(t *testing.T) {
 	if _, err := Issue(ctx, IssueOptions{Dir: d, Profile: ProfileClient, Name: "alice", KeyType: ECDSAP256}); err != nil {
 		t.Fatal(err)
 	}
-	ca := mustLoadCert(t, d.CACert())
+	ca, inter := mustLoadCert(t, d.CACert()), mustLoadCert(t, d.IntermediateCert())
 	for _, name := range []string{"server", "client", "alice", d.IssuedCert("alice")} {
 		p12 := filepath.Join(out, filepath.Base(name)+".p12")
 		ex, err := Export(ctx, ExportOptions{Dir: d, Name: name, Out: p12, Password: "s3cret"})
@@ -34,7 +34,7 @@ func TestExport(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: decode: %v", name, err)
 		}
-		if !cert.Equal(ex.Cert) || len(chain) != 1 || !chain[0].Equal(ca) || key == nil {
+		if !cert.Equal(ex.Cert) || len(chain) != 2 || !chain[0].Equal(inter) || !chain[1].Equal(ca) || key == nil {
 			t.Errorf("%s: bundle content", name)
 		}
 		if _, _, err := pkcs12.Decode(mustRead(t, p12), "wrong"); err == nil {

@@ -25,6 +25,16 @@ func newPKI(t *testing.T, selfSigned bool) Dir {
 	return d
 }
 
+// newFlatPKI is newPKI for a flat CA (pki init --flat).
+func newFlatPKI(t *testing.T) Dir {
+	t.Helper()
+	d := Dir(filepath.Join(t.TempDir(), "certs"))
+	if _, err := Init(context.Background(), InitOptions{Dir: d, Flat: true, KeyType: ECDSAP256, Hosts: []string{"localhost", "127.0.0.1", "::1"}}); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	return d
+}
+
 func mustLoadCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
 	c, err := LoadCert(path)

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -9,6 +10,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -26,30 +29,42 @@ func DefaultHosts() []string {
 type InitOptions struct {
 	Dir        Dir
 	SelfSigned bool     // the original project's mode: no CA, each side pins the other
-	Hosts      []string // server SANs; nil means DefaultHosts()
+	Flat       bool     // one CA that signs the leaves itself, as before the hierarchy
+	Hosts      []string // server SANs; nil means DefaultHosts() (those the constraints permit)
 	Client     string   // client common name; "" means "client"
 	KeyType    KeyType  // "" means RSA2048
-	Passphrase []byte   // when set, the CA key is encrypted with it
+	Passphrase []byte   // when set, the CA keys are encrypted with it
 	Force      bool     // replace an existing PKI
-	CRLDays    int      // 0 means DefaultCRLDays
-	Now        time.Time
+	CRLDays    int      // lifetime of the CRL of the CA that signs leaves; 0 means DefaultCRLDays
+	// RootCRLDays is the lifetime of the root's CRL in a hierarchy; 0
+	// means DefaultRootCRLDays.
+	RootCRLDays int
+	// Constraints go on the intermediate (critical name constraints);
+	// with ConstrainRoot on the root too (and on a flat CA).
+	Constraints   NameConstraints
+	ConstrainRoot bool
+	Now           time.Time
 }
 
 // InitResult says what [Init] created.
 type InitResult struct {
-	Mode   Mode
-	Files  []string // every file written, in order
-	CA     *x509.Certificate
-	Server *x509.Certificate
-	Client *x509.Certificate
-	CRL    *x509.RevocationList
+	Mode         Mode
+	Files        []string          // every file written, in order
+	CA           *x509.Certificate // the root (the flat CA)
+	Intermediate *x509.Certificate // the issuing intermediate; nil when flat
+	Server       *x509.Certificate
+	Client       *x509.Certificate
+	CRL          *x509.RevocationList // the CRL of the CA that signs leaves
+	RootCRL      *x509.RevocationList // the root's CRL; nil when flat
 }
 
-// Init creates a PKI in opts.Dir: in CA mode a root CA, a server and a client
-// certificate, an empty signed CRL and the inventory; in self-signed mode a
-// self-signed server and client certificate. It refuses to replace an
-// existing PKI unless opts.Force is set. All keys and certificates are made in
-// memory first, so a failure leaves the directory as it was.
+// Init creates a PKI in opts.Dir. By default: a root CA, an issuing
+// intermediate it signs, a server and a client certificate the
+// intermediate signs, an empty signed CRL for each CA and the inventory.
+// Flat: one CA signs the leaves. Self-signed: a self-signed server and
+// client certificate. It refuses to replace an existing PKI unless
+// opts.Force is set. All keys and certificates are made in memory first,
+// so a failure leaves the directory as it was.
 func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	if err := checkInit(&opts); err != nil {
 		return nil, err
@@ -64,9 +79,12 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	}
 	defer unlock()
 
-	nkeys := 3
-	if opts.SelfSigned {
+	nkeys := 4
+	switch {
+	case opts.SelfSigned:
 		nkeys = 2
+	case opts.Flat:
+		nkeys = 3
 	}
 	keys, err := generateKeys(ctx, opts.KeyType, nkeys)
 	if err != nil {
@@ -74,16 +92,21 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	}
 	res := &InitResult{Mode: ModeCA}
 	var files []pendingFile
-	if opts.SelfSigned {
+	var chain []byte // what follows each leaf in its file
+	switch {
+	case opts.SelfSigned:
 		res.Mode = ModeSelfSigned
 		err = initSelfSigned(opts, keys, res)
-	} else {
-		files, err = initCA(opts, keys, res)
+	case opts.Flat:
+		files, err = initFlat(opts, keys, res)
+	default:
+		files, err = initHierarchy(opts, keys, res)
+		chain = PEMCert(res.Intermediate.Raw)
 	}
 	if err != nil {
 		return nil, err
 	}
-	leaves, err := leafFiles(d, res, keys[0], keys[1])
+	leaves, err := leafFiles(d, res, keys[0], keys[1], chain)
 	if err != nil {
 		return nil, err
 	}
@@ -91,19 +114,39 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	if err := writeAll(files, opts.Force); err != nil {
 		return nil, err
 	}
-	if opts.SelfSigned {
-		// A replaced CA-mode PKI must not leave its CA behind: Mode would
-		// still report CA mode and the server would trust the old CA.
-		for _, p := range []string{d.CACert(), d.CAKey(), d.CRL(), d.Inventory()} {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("remove old %s: %w", p, err)
-			}
-		}
+	if err := removeStale(d, opts); err != nil {
+		return nil, err
 	}
 	for _, f := range files {
 		res.Files = append(res.Files, f.path)
 	}
 	return res, nil
+}
+
+// removeStale removes the files of a replaced PKI that the new layout does
+// not have: a CA left behind by a self-signed PKI would make Mode report CA
+// mode and the server trust the old CA; an intermediate left behind by a
+// flat PKI would make the directory a hierarchy again.
+func removeStale(d Dir, opts InitOptions) error {
+	var stale []string
+	if opts.SelfSigned {
+		stale = append(stale, d.CACert(), d.CAKey(), d.CRL(), d.Inventory())
+	}
+	if opts.SelfSigned || opts.Flat {
+		stale = append(stale, d.IntermediateCert(), d.IntermediateKey(), d.Intermediates())
+	}
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove old %s: %w", p, err)
+		}
+	}
+	if opts.Force {
+		// The CAs a rotation of the replaced PKI retired are no CAs of this one.
+		if err := os.RemoveAll(filepath.Dir(d.RetiredCert("x"))); err != nil {
+			return fmt.Errorf("remove the retired CAs of the old PKI: %w", err)
+		}
+	}
+	return nil
 }
 
 // checkInit fills in the defaults of opts and checks them and the
@@ -112,8 +155,26 @@ func checkInit(opts *InitOptions) error {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
+	if opts.SelfSigned && (opts.Flat || !opts.Constraints.Empty()) {
+		return errors.New("self-signed mode has no CA: --flat and name constraints need a CA")
+	}
 	if opts.Hosts == nil {
-		opts.Hosts = DefaultHosts()
+		for _, h := range DefaultHosts() {
+			if opts.Constraints.Permits(h) {
+				opts.Hosts = append(opts.Hosts, h)
+			}
+		}
+		if len(opts.Hosts) == 0 {
+			return errorOf(ErrNameNotPermitted, "none of the default server names (%s) is within the name constraints: give the server's names", strings.Join(DefaultHosts(), ", "))
+		}
+	}
+	for _, h := range opts.Hosts {
+		if !IsHostName(h) {
+			return fmt.Errorf("invalid host %q: use a DNS name or an IP address", h)
+		}
+		if !opts.Constraints.Permits(h) {
+			return errorOf(ErrNameNotPermitted, "server name %s is outside the name constraints (%s)", h, strings.Join(opts.Constraints.Strings(), ", "))
+		}
 	}
 	if opts.Client == "" {
 		opts.Client = "client"
@@ -156,28 +217,28 @@ func initSelfSigned(opts InitOptions, keys []crypto.Signer, res *InitResult) err
 	return err
 }
 
-// initCA makes the CA (with keys[2]), has it sign the server and client
-// certificates, and returns the CA's files: its key and certificate, the
-// empty CRL and the inventory.
-func initCA(opts InitOptions, keys []crypto.Signer, res *InitResult) ([]pendingFile, error) {
+// initFlat makes a flat CA (with keys[2]), has it sign the server and
+// client certificates, and returns the CA's files: its key and
+// certificate, the empty CRL and the inventory.
+func initFlat(opts InitOptions, keys []crypto.Signer, res *InitResult) ([]pendingFile, error) {
 	d := opts.Dir
 	ca, err := NewCA("kvsctl CA", keys[2], opts.Now)
 	if err != nil {
 		return nil, err
 	}
-	res.CA = ca.Cert
-	serverReq, clientReq := leafRequests(opts)
-	serverReq.PublicKey, clientReq.PublicKey = keys[0].Public(), keys[1].Public()
-	if res.Server, err = ca.Sign(serverReq, opts.Now); err != nil {
-		return nil, err
+	if opts.ConstrainRoot && !opts.Constraints.Empty() {
+		if ca, err = newCA(caSpec{name: "kvsctl CA", org: "kvsctl local CA", life: CAValidity, nc: opts.Constraints}, keys[2], nil, opts.Now); err != nil {
+			return nil, err
+		}
 	}
-	if res.Client, err = ca.Sign(clientReq, opts.Now); err != nil {
+	res.CA = ca.Cert
+	if err := signInitLeaves(opts, ca, keys, res); err != nil {
 		return nil, err
 	}
 	inv := &Inventory{CRLNumber: 1, Certificates: []Record{
-		NewRecord("ca", "ca", "ca.crt", ca.Cert),
-		NewRecord("server", "server", "server.crt", res.Server),
-		NewRecord("client", "client", "client.crt", res.Client),
+		NewRecord("ca", KindFlatCA, "ca.crt", ca.Cert, nil),
+		NewRecord("server", "server", "server.crt", res.Server, ca.Cert),
+		NewRecord("client", "client", "client.crt", res.Client, ca.Cert),
 	}}
 	crlPEM, err := ca.SignCRL(inv.CRLNumber, nil, opts.Now, opts.CRLDays)
 	if err != nil {
@@ -202,8 +263,81 @@ func initCA(opts InitOptions, keys []crypto.Signer, res *InitResult) ([]pendingF
 	}, nil
 }
 
-// leafFiles are the key and certificate files of the server and the client.
-func leafFiles(d Dir, res *InitResult, serverKey, clientKey crypto.Signer) ([]pendingFile, error) {
+// initHierarchy makes the root (keys[2]) and the issuing intermediate
+// (keys[3]), has the intermediate sign the server and client
+// certificates, and returns the CAs' files: keys, certificates, the
+// intermediates bundle, both empty CRLs in crl.pem and the inventory.
+func initHierarchy(opts InitOptions, keys []crypto.Signer, res *InitResult) ([]pendingFile, error) {
+	d := opts.Dir
+	var rootNC NameConstraints
+	if opts.ConstrainRoot {
+		rootNC = opts.Constraints
+	}
+	root, err := NewRoot(keys[2], rootNC, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	inter, err := root.NewIntermediate(keys[3], opts.Constraints, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	res.CA, res.Intermediate = root.Cert, inter.Cert
+	if err := signInitLeaves(opts, inter, keys, res); err != nil {
+		return nil, err
+	}
+	inv := &Inventory{Certificates: []Record{
+		NewRecord("root", KindRoot, "ca.crt", root.Cert, nil),
+		NewRecord("intermediate", KindIntermediate, "intermediate.crt", inter.Cert, root.Cert),
+		NewRecord("server", "server", "server.crt", res.Server, inter.Cert),
+		NewRecord("client", "client", "client.crt", res.Client, inter.Cert),
+	}}
+	b := &crlBundle{path: d.CRL()}
+	rootDays := cmp.Or(opts.RootCRLDays, DefaultRootCRLDays)
+	if res.CRL, err = inter.nextCRL(inv, nil, opts.CRLDays, opts.Now); err != nil {
+		return nil, err
+	}
+	if res.RootCRL, err = root.nextCRL(inv, nil, rootDays, opts.Now); err != nil {
+		return nil, err
+	}
+	b.set(inter.Cert, res.CRL)
+	b.set(root.Cert, res.RootCRL)
+	var keyFiles [2][]byte
+	for i, k := range []crypto.Signer{keys[2], keys[3]} {
+		if keyFiles[i], err = MarshalKey(k, opts.Passphrase); err != nil {
+			return nil, err
+		}
+	}
+	invData, err := inv.encode()
+	if err != nil {
+		return nil, err
+	}
+	return []pendingFile{
+		{d.CAKey(), keyFiles[0], KeyMode},
+		{d.CACert(), PEMCert(root.Cert.Raw), CertMode},
+		{d.IntermediateKey(), keyFiles[1], KeyMode},
+		{d.IntermediateCert(), PEMCert(inter.Cert.Raw), CertMode},
+		{d.Intermediates(), PEMCert(inter.Cert.Raw), CertMode},
+		{d.CRL(), b.encode([]*x509.Certificate{inter.Cert, root.Cert}), CertMode},
+		{d.Inventory(), invData, CertMode},
+	}, nil
+}
+
+// signInitLeaves has ca sign the server (keys[0]) and client (keys[1])
+// certificates.
+func signInitLeaves(opts InitOptions, ca *CA, keys []crypto.Signer, res *InitResult) error {
+	serverReq, clientReq := leafRequests(opts)
+	serverReq.PublicKey, clientReq.PublicKey = keys[0].Public(), keys[1].Public()
+	var err error
+	if res.Server, err = ca.Sign(serverReq, opts.Now); err != nil {
+		return err
+	}
+	res.Client, err = ca.Sign(clientReq, opts.Now)
+	return err
+}
+
+// leafFiles are the key and certificate files of the server and the
+// client; chain follows each certificate in its file.
+func leafFiles(d Dir, res *InitResult, serverKey, clientKey crypto.Signer, chain []byte) ([]pendingFile, error) {
 	var files []pendingFile
 	for _, leaf := range []struct {
 		cert      *x509.Certificate
@@ -217,7 +351,8 @@ func leafFiles(d Dir, res *InitResult, serverKey, clientKey crypto.Signer) ([]pe
 		if err != nil {
 			return nil, fmt.Errorf("encode the key of %s: %w", leaf.crt, err)
 		}
-		files = append(files, pendingFile{leaf.keyf, pemKey, KeyMode}, pendingFile{leaf.crt, PEMCert(leaf.cert.Raw), CertMode})
+		crt := append(PEMCert(leaf.cert.Raw), chain...)
+		files = append(files, pendingFile{leaf.keyf, pemKey, KeyMode}, pendingFile{leaf.crt, crt, CertMode})
 	}
 	return files, nil
 }

@@ -54,7 +54,14 @@ type CertInfo struct {
 	SelfSigned     bool   `json:"self_signed"`
 	SubjectKeyID   string `json:"subject_key_id,omitempty"`
 	AuthorityKeyID string `json:"authority_key_id,omitempty"`
-	SHA256         string `json:"sha256_fingerprint"` // colon-separated upper-case hex, like openssl
+	// NameConstraints are the permitted names of a CA, as TYPE:VALUE
+	// ("DNS:example.com", "IP:127.0.0.0/8"), excluded ones prefixed with
+	// "excluded ".
+	NameConstraints []string `json:"name_constraints,omitempty"`
+	// NameConstraintsCritical tells whether the extension is critical.
+	NameConstraintsCritical bool     `json:"name_constraints_critical,omitempty"`
+	CRLDistributionPoints   []string `json:"crl_distribution_points,omitempty"`
+	SHA256                  string   `json:"sha256_fingerprint"` // colon-separated upper-case hex, like openssl
 }
 
 // CSRInfo describes a certificate signing request.
@@ -214,6 +221,13 @@ func DescribeCert(c *x509.Certificate, now time.Time) CertInfo {
 		n := c.MaxPathLen
 		ci.MaxPathLen = &n
 	}
+	ci.NameConstraints = ConstraintsOf(c).Strings()
+	excluded := NameConstraints{DNS: c.ExcludedDNSDomains, IPs: c.ExcludedIPRanges, Emails: c.ExcludedEmailAddresses, URIs: c.ExcludedURIDomains}
+	for _, e := range excluded.Strings() {
+		ci.NameConstraints = append(ci.NameConstraints, "excluded "+e)
+	}
+	ci.NameConstraintsCritical = c.PermittedDNSDomainsCritical
+	ci.CRLDistributionPoints = c.CRLDistributionPoints
 	return ci
 }
 

@@ -20,8 +20,12 @@ const ExpiringWithin = 30 * 24 * time.Hour
 type Record struct {
 	Serial  string `json:"serial"` // lower-case hex
 	Name    string `json:"name"`
-	Kind    string `json:"kind"` // "ca", "server" or "client"
+	Kind    string `json:"kind"` // "root", "intermediate", "server" or "client"; "ca" for a flat CA
 	Subject string `json:"subject"`
+	// Issuer is the serial of the CA that signed the certificate; empty
+	// for a root. Records of releases before the hierarchy lack it: their
+	// issuer is the flat CA.
+	Issuer string `json:"issuer,omitempty"`
 	// CommonName is the subject's common name, the identity a policy's
 	// bare name matches. Inventories written before it was kept lack it.
 	CommonName string `json:"common_name,omitempty"`
@@ -36,6 +40,21 @@ type Record struct {
 	Reason    string     `json:"reason,omitempty"`
 	// ReplacedBy is the serial of the certificate that renewed this one.
 	ReplacedBy string `json:"replaced_by,omitempty"`
+	// RetiredAt is when the root of the certificate left the trust
+	// bundle ('pki ca retire'): no peer accepts it since.
+	RetiredAt *time.Time `json:"retired_at,omitempty"`
+}
+
+// The kinds of CA records.
+const (
+	KindRoot         = "root"
+	KindIntermediate = "intermediate"
+	KindFlatCA       = "ca"
+)
+
+// IsCA reports whether the record is of a CA.
+func (r Record) IsCA() bool {
+	return r.Kind == KindRoot || r.Kind == KindIntermediate || r.Kind == KindFlatCA
 }
 
 // Status is the state of a record at a moment.
@@ -43,6 +62,8 @@ func (r Record) Status(now time.Time) string {
 	switch {
 	case r.RevokedAt != nil:
 		return "revoked"
+	case r.RetiredAt != nil:
+		return "retired"
 	case now.After(r.NotAfter):
 		return "expired"
 	case now.Before(r.NotBefore):
@@ -53,22 +74,68 @@ func (r Record) Status(now time.Time) string {
 	return "valid"
 }
 
-// Inventory is the list of everything the CA issued and the number of the
-// last CRL, kept in inventory.json.
+// Inventory is the list of everything the CAs of a directory issued and
+// the number of the last CRL of each, kept in inventory.json.
 type Inventory struct {
 	Certificates []Record `json:"certificates"`
-	CRLNumber    int64    `json:"crl_number"`
+	// CRLNumber is the number of the last CRL of the flat CA (kind "ca").
+	CRLNumber int64 `json:"crl_number"`
+	// CRLNumbers are the numbers of the last CRLs of the CAs of a
+	// hierarchy, by the CA's serial.
+	CRLNumbers map[string]int64 `json:"crl_numbers,omitempty"`
+}
+
+// crlNumber is the number of the last CRL of the CA c.
+func (inv *Inventory) crlNumber(c *x509.Certificate) int64 {
+	s := SerialHex(c)
+	if n, ok := inv.CRLNumbers[s]; ok {
+		return n
+	}
+	if r := inv.Find(s); r == nil || r.Kind == KindFlatCA {
+		return inv.CRLNumber
+	}
+	return 0
+}
+
+// setCRLNumber records n as the number of the last CRL of the CA c.
+func (inv *Inventory) setCRLNumber(c *x509.Certificate, n int64) {
+	s := SerialHex(c)
+	if r := inv.Find(s); r != nil && r.Kind == KindFlatCA {
+		inv.CRLNumber = n
+		return
+	}
+	if inv.CRLNumbers == nil {
+		inv.CRLNumbers = map[string]int64{}
+	}
+	inv.CRLNumbers[s] = n
+}
+
+// issuedBy reports whether the record was signed by the CA with the given
+// serial. A record without an issuer (inventories before the hierarchy)
+// belongs to the flat CA.
+func (inv *Inventory) issuedBy(r Record, ca string) bool {
+	if r.Issuer != "" {
+		return r.Issuer == ca
+	}
+	if r.IsCA() {
+		return false
+	}
+	c := inv.Find(ca)
+	return c == nil || c.Kind == KindFlatCA
 }
 
 // SerialHex formats a certificate serial the way the inventory stores it.
 func SerialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
 
 // NewRecord describes a certificate for the inventory, with all of its
-// SANs.
-func NewRecord(name, kind, file string, c *x509.Certificate) Record {
+// SANs. issuer is the CA that signed it (nil for a root).
+func NewRecord(name, kind, file string, c, issuer *x509.Certificate) Record {
 	r := Record{
 		Serial: SerialHex(c), Name: name, Kind: kind, Subject: c.Subject.String(), CommonName: c.Subject.CommonName,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), File: file,
+	}
+	if issuer != nil && !issuer.Equal(c) {
+		r.Issuer = SerialHex(issuer)
 	}
 	r.Hosts = append(r.Hosts, c.DNSNames...)
 	for _, ip := range c.IPAddresses {
@@ -112,6 +179,16 @@ func (inv *Inventory) Find(serial string) *Record {
 	s := NormalizeSerial(serial)
 	for i := range inv.Certificates {
 		if inv.Certificates[i].Serial == s {
+			return &inv.Certificates[i]
+		}
+	}
+	return nil
+}
+
+// flatCA returns the record of the flat CA (kind "ca"), or nil.
+func (inv *Inventory) flatCA() *Record {
+	for i := range inv.Certificates {
+		if inv.Certificates[i].Kind == KindFlatCA {
 			return &inv.Certificates[i]
 		}
 	}

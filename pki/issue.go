@@ -15,14 +15,15 @@ import (
 type IssueOptions struct {
 	Dir        Dir
 	Profile    Profile
-	Name       string   // file name under issued/ and the certificate's common name
-	Hosts      []string // SANs; for a server certificate nil means [Name]
-	Emails     []string // e-mail SANs (typed identities, see [CheckEmail])
-	URIs       []string // URI SANs such as spiffe://example.org/web (see [CheckURI])
-	Days       int      // 0 means DefaultLeafDays
-	KeyType    KeyType  // "" means RSA2048
-	Passphrase []byte   // decrypts the CA key
-	Force      bool     // replace issued/NAME.crt and .key
+	Name       string        // file name under issued/ and the certificate's common name
+	Hosts      []string      // SANs; for a server certificate nil means [Name]
+	Emails     []string      // e-mail SANs (typed identities, see [CheckEmail])
+	URIs       []string      // URI SANs such as spiffe://example.org/web (see [CheckURI])
+	Days       int           // 0 (and no TTL) means DefaultLeafDays
+	TTL        time.Duration // the validity as a duration instead of Days (at least MinLeafTTL)
+	KeyType    KeyType       // "" means RSA2048
+	Passphrase []byte        // decrypts the CA key
+	Force      bool          // replace issued/NAME.crt and .key
 	Now        time.Time
 
 	notBefore, notAfter time.Time // tests: the validity window, instead of Now and Days
@@ -36,8 +37,9 @@ type Issued struct {
 	Record   Record
 }
 
-// Issue creates a key and a leaf certificate signed by the CA, writes them to
-// issued/NAME.crt and issued/NAME.key and records the certificate in the
+// Issue creates a key and a leaf certificate signed by the issuing CA,
+// writes them to issued/NAME.key and issued/NAME.crt (the leaf, then the
+// intermediate of a hierarchy) and records the certificate in the
 // inventory. Besides the common name NAME, the certificate carries the
 // hosts, e-mail addresses and URIs of o as SANs; a malformed one is refused
 // before anything is generated.
@@ -77,7 +79,7 @@ func Issue(ctx context.Context, o IssueOptions) (*Issued, error) {
 	}
 	req := LeafRequest{
 		Profile: o.Profile, Subject: pkix.Name{CommonName: o.Name}, Hosts: o.Hosts, Emails: o.Emails, URIs: o.URIs,
-		Days: o.Days, PublicKey: keys[0].Public(), NotBefore: o.notBefore, NotAfter: o.notAfter,
+		Days: o.Days, TTL: o.TTL, PublicKey: keys[0].Public(), NotBefore: o.notBefore, NotAfter: o.notAfter,
 	}
 	return ca.issueAndRecord(o.Dir, o.Name, req, keys[0], o.Force, o.Now, nil)
 }
@@ -110,7 +112,7 @@ func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Sig
 		return nil, fmt.Errorf("create %s: %w", filepath.Dir(d.IssuedCert(name)), err)
 	}
 	out := &Issued{Cert: cert, CertFile: d.IssuedCert(name)}
-	files := []pendingFile{{out.CertFile, PEMCert(cert.Raw), CertMode}}
+	files := []pendingFile{{out.CertFile, ca.leafPEM(cert), CertMode}}
 	if key != nil {
 		pemKey, err := MarshalKey(key, nil)
 		if err != nil {
@@ -120,7 +122,7 @@ func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Sig
 		files = append([]pendingFile{{out.KeyFile, pemKey, KeyMode}}, files...)
 	}
 	rel, _ := filepath.Rel(string(d), out.CertFile)
-	out.Record = NewRecord(name, string(req.Profile), rel, cert)
+	out.Record = NewRecord(name, string(req.Profile), rel, cert, ca.Cert)
 	inv.Certificates = append(inv.Certificates, out.Record)
 	invData, err := inv.encode()
 	if err != nil {

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -42,18 +43,34 @@ func TestInitRestrictsExistingDir(t *testing.T) {
 
 func TestInitCAMode(t *testing.T) {
 	t.Parallel()
+	for _, flat := range []bool{false, true} {
+		t.Run(map[bool]string{false: "hierarchy", true: "flat"}[flat], func(t *testing.T) {
+			t.Parallel()
+			checkInitCAMode(t, flat)
+		})
+	}
+}
+
+func checkInitCAMode(t *testing.T, flat bool) {
 	d := newPKI(t, false)
-	if m, err := d.Mode(); err != nil || m != ModeCA {
-		t.Fatalf("Mode = %v, %v; want ca", m, err)
+	if flat {
+		d = newFlatPKI(t)
+	}
+	if m, err := d.Mode(); err != nil || m != ModeCA || d.Hierarchy() == flat {
+		t.Fatalf("Mode = %v, %v, hierarchy %v; want ca, %v", m, err, d.Hierarchy(), !flat)
 	}
 	fi, err := os.Stat(string(d))
 	if err != nil || fi.Mode().Perm() != DirMode {
 		t.Errorf("directory mode = %v, want %v", fi.Mode().Perm(), DirMode)
 	}
-	for path, want := range map[string]fs.FileMode{
+	modes := map[string]fs.FileMode{
 		d.CAKey(): KeyMode, d.ServerKey(): KeyMode, d.ClientKey(): KeyMode,
 		d.CACert(): CertMode, d.ServerCert(): CertMode, d.ClientCert(): CertMode, d.CRL(): CertMode, d.Inventory(): CertMode,
-	} {
+	}
+	if !flat {
+		modes[d.IntermediateKey()], modes[d.IntermediateCert()], modes[d.Intermediates()] = KeyMode, CertMode, CertMode
+	}
+	for path, want := range modes {
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -62,14 +79,29 @@ func TestInitCAMode(t *testing.T) {
 			t.Errorf("%s mode = %04o, want %04o", filepath.Base(path), fi.Mode().Perm(), want)
 		}
 	}
-	ca := mustLoadCert(t, d.CACert())
-	if !ca.IsCA || !ca.BasicConstraintsValid || ca.MaxPathLen != 0 || !ca.MaxPathLenZero {
-		t.Errorf("CA basic constraints: IsCA=%v MaxPathLen=%d zero=%v", ca.IsCA, ca.MaxPathLen, ca.MaxPathLenZero)
+	root := mustLoadCert(t, d.CACert())
+	issuing := root
+	wantPathLen := 0
+	if !flat {
+		wantPathLen = 1
+		issuing = mustLoadCert(t, d.IntermediateCert())
+		if !issuing.IsCA || !issuing.BasicConstraintsValid || issuing.MaxPathLen != 0 || !issuing.MaxPathLenZero || issuing.CheckSignatureFrom(root) != nil {
+			t.Errorf("intermediate: IsCA=%v MaxPathLen=%d zero=%v, signed by the root: %v", issuing.IsCA, issuing.MaxPathLen, issuing.MaxPathLenZero, issuing.CheckSignatureFrom(root))
+		}
+		if got := issuing.NotAfter.Sub(issuing.NotBefore); got < IntermediateValidity || got > IntermediateValidity+time.Hour {
+			t.Errorf("intermediate validity %v, want 5 years", got)
+		}
+		if issuing.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign || !bytes.Equal(issuing.AuthorityKeyId, root.SubjectKeyId) {
+			t.Errorf("intermediate key usage %v, AKID %x (root SKID %x)", issuing.KeyUsage, issuing.AuthorityKeyId, root.SubjectKeyId)
+		}
 	}
-	if ca.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign || len(ca.SubjectKeyId) == 0 {
-		t.Errorf("CA key usage %v, SKID %x", ca.KeyUsage, ca.SubjectKeyId)
+	if !root.IsCA || !root.BasicConstraintsValid || root.MaxPathLen != wantPathLen || root.MaxPathLenZero != flat {
+		t.Errorf("root basic constraints: IsCA=%v MaxPathLen=%d zero=%v", root.IsCA, root.MaxPathLen, root.MaxPathLenZero)
 	}
-	if got := ca.NotAfter.Sub(ca.NotBefore); got < CAValidity {
+	if root.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign || len(root.SubjectKeyId) == 0 {
+		t.Errorf("CA key usage %v, SKID %x", root.KeyUsage, root.SubjectKeyId)
+	}
+	if got := root.NotAfter.Sub(root.NotBefore); got < CAValidity {
 		t.Errorf("CA validity %v, want 10 years", got)
 	}
 	srv := mustLoadCert(t, d.ServerCert())
@@ -86,15 +118,27 @@ func TestInitCAMode(t *testing.T) {
 	if !slices.Equal(cli.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) || cli.Subject.CommonName != "client" {
 		t.Errorf("client EKU %v CN %q", cli.ExtKeyUsage, cli.Subject.CommonName)
 	}
-	for _, c := range []*x509.Certificate{srv, cli} {
-		if err := c.CheckSignatureFrom(ca); err != nil {
-			t.Errorf("%s not signed by the CA: %v", c.Subject, err)
+	for _, f := range []string{d.ServerCert(), d.ClientCert()} {
+		certs, err := LoadCerts(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A leaf file is the leaf and, in a hierarchy, its intermediate.
+		if want := map[bool]int{true: 1, false: 2}[flat]; len(certs) != want || !certs[len(certs)-1].Equal(issuing) && !flat {
+			t.Errorf("%s holds %d certificates, want %d (the leaf, then the intermediate)", f, len(certs), want)
+		}
+		c := certs[0]
+		if err := c.CheckSignatureFrom(issuing); err != nil {
+			t.Errorf("%s not signed by the issuing CA: %v", c.Subject, err)
 		}
 		if c.SerialNumber.BitLen() < 64 {
 			t.Errorf("serial %x looks too short for a 128-bit random serial", c.SerialNumber)
 		}
+		if skew := time.Since(c.NotBefore); skew < Backdate-5*time.Second || skew > Backdate+time.Minute {
+			t.Errorf("%s starts %v before now, want about the backdate of %v", f, skew, Backdate)
+		}
 	}
-	crl, err := LoadCRL(d.CRL(), ca, time.Now())
+	crl, err := LoadCRL(d.CRL(), issuing, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +147,20 @@ func TestInitCAMode(t *testing.T) {
 	}
 	if left := time.Until(crl.List.NextUpdate); left < 6*24*time.Hour || left > 7*24*time.Hour {
 		t.Errorf("CRL lifetime %v, want 7 days", left)
+	}
+	if !flat {
+		// crl.pem's second CRL is the root's, for intermediates, long-lived.
+		b, err := readCRLBundle(d.CRL())
+		if err != nil || len(b.lists) != 2 {
+			t.Fatalf("crl.pem: %v, %d CRLs, want 2", err, len(b.lists))
+		}
+		rl, err := b.of(root)
+		if err != nil || rl == nil || len(rl.RevokedCertificateEntries) != 0 {
+			t.Fatalf("root CRL: %v %v", rl, err)
+		}
+		if left := time.Until(rl.NextUpdate); left < (DefaultRootCRLDays-1)*24*time.Hour || left > DefaultRootCRLDays*24*time.Hour {
+			t.Errorf("root CRL lifetime %v, want %d days", left, DefaultRootCRLDays)
+		}
 	}
 }
 
@@ -235,7 +293,7 @@ func TestKeyMismatch(t *testing.T) {
 	t.Parallel()
 	d := newPKI(t, false)
 	other, _ := MarshalKey(mustKey(t), nil)
-	writeFile(t, d.CAKey(), other, KeyMode)
+	writeFile(t, d.IntermediateKey(), other, KeyMode)
 	_, err := LoadCA(d, nil, time.Now())
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("mismatched CA key: %v", err)
@@ -329,7 +387,7 @@ func TestInventoryStatuses(t *testing.T) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 	}
-	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.IssuedCert("bad"), Reason: "keycompromise"}); err != nil {
+	if _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.IssuedCert("bad"), Reason: "keycompromise"}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := List(ctx, d, time.Now())
@@ -340,7 +398,7 @@ func TestInventoryStatuses(t *testing.T) {
 	for _, c := range l.Certificates {
 		got[c.Name] = c.Status
 	}
-	want := map[string]string{"ca": "valid", "server": "valid", "client": "valid", "fresh": "valid", "soon": "expiring", "old": "expired", "future": "not yet valid", "bad": "revoked"}
+	want := map[string]string{"root": "valid", "intermediate": "valid", "server": "valid", "client": "valid", "fresh": "valid", "soon": "expiring", "old": "expired", "future": "not yet valid", "bad": "revoked"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s: status %q, want %q", k, got[k], v)
@@ -383,7 +441,7 @@ func TestCRLNumberIncreases(t *testing.T) {
 	if _, err := Issue(ctx, IssueOptions{Dir: d, Profile: ProfileClient, Name: "a", KeyType: ECDSAP256}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.IssuedCert("a")}); err != nil {
+	if _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.IssuedCert("a")}); err != nil {
 		t.Fatal(err)
 	}
 	step("revoke")
@@ -391,10 +449,11 @@ func TestCRLNumberIncreases(t *testing.T) {
 		t.Fatal(err)
 	}
 	step("refresh")
-	rl, err := UpdateCRL(ctx, CRLOptions{Dir: d, Days: 1})
+	ups, err := UpdateCRL(ctx, CRLOptions{Dir: d, Days: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rl := ups[0].CRL
 	step("update")
 	if left := time.Until(rl.NextUpdate); left > 24*time.Hour || left < 23*time.Hour {
 		t.Errorf("--days 1: next update in %v", left)
@@ -407,16 +466,16 @@ func TestCRLNumberIncreases(t *testing.T) {
 		t.Errorf("CRL lists %d, want 2", n)
 	}
 	// Revoking twice or an unknown serial fails and leaves the CRL alone.
-	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.IssuedCert("a")}); err == nil || !strings.Contains(err.Error(), "already revoked") {
+	if _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.IssuedCert("a")}); err == nil || !strings.Contains(err.Error(), "already revoked") {
 		t.Errorf("second revoke: %v", err)
 	}
-	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: "0xdeadbeef"}); err == nil || !strings.Contains(err.Error(), "deadbeef is not in the inventory") {
+	if _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: "0xdeadbeef"}); err == nil || !strings.Contains(err.Error(), "deadbeef is not in the inventory") {
 		t.Errorf("unknown serial: %v", err)
 	}
-	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.CACert()}); err == nil || !strings.Contains(err.Error(), "CA itself") {
+	if _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.CACert()}); err == nil || !strings.Contains(err.Error(), "cannot revoke itself") {
 		t.Errorf("revoke CA: %v", err)
 	}
-	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.ServerCert(), Reason: "bored"}); err == nil || !strings.Contains(err.Error(), "unknown revocation reason") {
+	if _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.ServerCert(), Reason: "bored"}); err == nil || !strings.Contains(err.Error(), "unknown revocation reason") {
 		t.Errorf("bad reason: %v", err)
 	}
 	if n := mustCRL(t, d).Number.Int64(); n != last {

@@ -18,9 +18,11 @@ import (
 type RenewOptions struct {
 	Dir      Dir
 	CertFile string // the certificate to renew; it is replaced in place
-	// Days is the validity of the new certificate; 0 means the old
-	// certificate's lifetime, at most MaxLeafDays.
+	// Days is the validity of the new certificate; 0 (and no TTL) means
+	// the old certificate's lifetime, at most MaxLeafDays, shortened to
+	// end with the issuing CA.
 	Days int
+	TTL  time.Duration // the validity as a duration instead of Days (at least MinLeafTTL)
 	// ReuseKey keeps the old key pair; otherwise a new key of the same type
 	// is generated and written next to the certificate (NAME.key).
 	ReuseKey bool
@@ -62,12 +64,9 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 	}
 	var ca *CA
 	if !r.selfSigned {
-		// Check the CA (passphrase, validity, issuer) before generating keys.
-		if ca, err = LoadCA(o.Dir, o.Passphrase, o.Now); err != nil {
+		// Check the CAs (passphrase, validity, issuer) before generating keys.
+		if ca, err = r.loadCAs(); err != nil {
 			return nil, err
-		}
-		if err := r.out.Old.CheckSignatureFrom(ca.Cert); err != nil {
-			return nil, fmt.Errorf("%s was not issued by the CA in %s", o.CertFile, string(o.Dir))
 		}
 	}
 	files, err := r.newKey(ctx)
@@ -88,8 +87,36 @@ func Renew(ctx context.Context, o RenewOptions) (*Renewed, error) {
 	if r.out.New, err = ca.Sign(req, o.Now); err != nil {
 		return nil, err
 	}
-	files = append(files, pendingFile{o.CertFile, PEMCert(r.out.New.Raw), CertMode})
+	files = append(files, pendingFile{o.CertFile, ca.leafPEM(r.out.New), CertMode})
 	return r.out, r.record(ca, files)
+}
+
+// loadCAs loads the issuing CA, which signs the new certificate, and
+// finds the CA that signed the old one: the same, or one a rotation
+// replaced. With RevokeOld the old issuer's key is loaded too, to sign its
+// CRL.
+func (r *renewal) loadCAs() (*CA, error) {
+	o := r.o
+	a, err := loadAuthority(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := a.issuingCA(o.Passphrase, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	r.auth, r.oldIssuer = a, ca
+	if iss := a.issuerOf(r.out.Old); iss == nil || !a.signsLeaves(iss) {
+		return nil, fmt.Errorf("%s was not issued by a CA in %s", o.CertFile, string(o.Dir))
+	} else if !iss.Equal(ca.Cert) {
+		r.oldIssuer = &CA{Cert: iss}
+		if o.RevokeOld {
+			if r.oldIssuer, err = a.loadCA(iss, o.Passphrase, o.Now, "revoke the old certificate, which it issued"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ca, nil
 }
 
 // renewal is one Renew in progress.
@@ -97,6 +124,8 @@ type renewal struct {
 	o          RenewOptions
 	out        *Renewed
 	selfSigned bool
+	auth       *authority    // CA mode
+	oldIssuer  *CA           // the CA of the old certificate; its key only with RevokeOld
 	keyFile    string        // the key next to the certificate
 	key        crypto.Signer // the key the new certificate is for; nil: the old public key, without its private key
 }
@@ -180,14 +209,19 @@ func (r *renewal) newKey(ctx context.Context) ([]pendingFile, error) {
 // validity and key.
 func (r *renewal) request() LeafRequest {
 	old := r.out.Old
-	days := r.o.Days
-	if days == 0 {
-		days = int((old.NotAfter.Sub(old.NotBefore) - backdate + 12*time.Hour) / (24 * time.Hour))
-		days = max(1, min(days, MaxLeafDays))
-	}
 	req := LeafRequest{
 		Profile: r.out.Profile, Subject: old.Subject, Emails: old.EmailAddresses,
-		Days: days, rawSubject: old.RawSubject, PublicKey: old.PublicKey,
+		Days: r.o.Days, TTL: r.o.TTL, rawSubject: old.RawSubject, PublicKey: old.PublicKey,
+	}
+	if req.Days == 0 && req.TTL == 0 {
+		// The old lifetime, less the backdate, to the day or (under a day)
+		// to the minute.
+		req.fitIssuer = true
+		if life := old.NotAfter.Sub(old.NotBefore); life >= 24*time.Hour {
+			req.Days = max(1, min(int((life-backdate+12*time.Hour)/(24*time.Hour)), MaxLeafDays))
+		} else {
+			req.TTL = max(MinLeafTTL, (life - backdate).Round(time.Minute))
+		}
 	}
 	if r.key != nil {
 		req.PublicKey = r.key.Public()
@@ -215,16 +249,15 @@ func (r *renewal) record(ca *CA, files []pendingFile) error {
 		return err
 	}
 	defer unlock()
-	inv, err := o.Dir.LoadInventory()
+	// The signed CRLs, not the editable inventory, say what is revoked.
+	inv, b, err := r.auth.readState()
 	if err != nil {
 		return err
 	}
-	// The signed CRL, not the editable inventory, says what is revoked.
-	signed, err := ca.signedCRL(o.Dir)
+	signed, err := b.of(r.oldIssuer.Cert)
 	if err != nil {
 		return err
 	}
-	inv.restoreRevocations(signed)
 	name := strings.TrimSuffix(filepath.Base(o.CertFile), filepath.Ext(o.CertFile))
 	rec := inv.Find(SerialHex(old))
 	var revokedAt *time.Time
@@ -237,7 +270,7 @@ func (r *renewal) record(ca *CA, files []pendingFile) error {
 		return fmt.Errorf("%s (serial %s) was revoked on %s: issue a new certificate instead", o.CertFile, SerialHex(old), revokedAt.UTC().Format(time.RFC3339))
 	}
 	rel := relPath(string(o.Dir), o.CertFile)
-	out.Record = NewRecord(name, string(out.Profile), rel, out.New)
+	out.Record = NewRecord(name, string(out.Profile), rel, out.New, ca.Cert)
 	if rec != nil {
 		rec.ReplacedBy = out.Record.Serial
 		if o.RevokeOld {
@@ -247,19 +280,18 @@ func (r *renewal) record(ca *CA, files []pendingFile) error {
 	} else if o.RevokeOld {
 		// Not in the inventory (it was lost or rebuilt): record the old
 		// certificate so that the CRL can list it.
-		old := NewRecord(name, string(out.Profile), rel, old)
+		old := NewRecord(name, string(out.Profile), rel, old, r.oldIssuer.Cert)
 		t := o.Now.UTC().Truncate(time.Second)
 		old.RevokedAt, old.Reason, old.ReplacedBy = &t, "superseded", out.Record.Serial
 		inv.Certificates = append(inv.Certificates, old)
 	}
 	inv.Certificates = append(inv.Certificates, out.Record)
 	if o.RevokeOld {
-		crlPEM, rl, err := ca.nextCRL(inv, signed, o.CRLDays, o.Now)
-		if err != nil {
+		if out.CRL, err = r.oldIssuer.nextCRL(inv, signed, o.CRLDays, o.Now); err != nil {
 			return err
 		}
-		out.CRL = rl
-		files = append(files, pendingFile{o.Dir.CRL(), crlPEM, CertMode})
+		b.set(r.oldIssuer.Cert, out.CRL)
+		files = append(files, pendingFile{o.Dir.CRL(), b.encode(r.auth.cas()), CertMode})
 	}
 	invData, err := inv.encode()
 	if err != nil {

@@ -75,7 +75,7 @@ func TestRenew(t *testing.T) {
 			if (oldRec.RevokedAt != nil) != tc.wantRevoked {
 				t.Errorf("old revoked = %v", oldRec.RevokedAt != nil)
 			}
-			crl, err := LoadCRL(d.CRL(), mustLoadCert(t, d.CACert()), time.Now())
+			crl, err := LoadCRL(d.CRL(), mustLoadCert(t, d.IntermediateCert()), time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,7 +112,7 @@ func TestRenewRefusals(t *testing.T) {
 	}{
 		{"CSR without key", RenewOptions{CertFile: d.IssuedCert("ext")}, "keep the old key"},
 		{"CA", RenewOptions{CertFile: d.CACert()}, "CA certificate"},
-		{"foreign", RenewOptions{CertFile: foreignFile, ReuseKey: true}, "not issued by the CA"},
+		{"foreign", RenewOptions{CertFile: foreignFile, ReuseKey: true}, "not issued by a CA"},
 		{"mismatched key", RenewOptions{CertFile: mismatch}, "does not match"},
 		{"missing", RenewOptions{CertFile: filepath.Join(string(d), "nope.crt")}, "no such file"},
 	} {

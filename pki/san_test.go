@@ -123,7 +123,7 @@ func TestSignCSRRefusesAnotherIdentitysSAN(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := Revoke(ctx, RevokeOptions{Dir: d, Target: d.IssuedCert("gone")}); err != nil {
+	if _, err := Revoke(ctx, RevokeOptions{Dir: d, Target: d.IssuedCert("gone")}); err != nil {
 		t.Fatal(err)
 	}
 	later := time.Now().Add((DefaultLeafDays + 1) * 24 * time.Hour) // "old" and every other leaf have expired, the CA has not

@@ -36,12 +36,13 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 // SignOptions configures [SignCSR].
 type SignOptions struct {
 	Dir        Dir
-	CSRFile    string  // PEM or DER certificate signing request
-	Profile    Profile // server or client
-	Name       string  // file name under issued/; "" means the CSR's common name
-	Days       int     // 0 means DefaultLeafDays
-	Passphrase []byte  // decrypts the CA key
-	Force      bool    // replace issued/NAME.crt
+	CSRFile    string        // PEM or DER certificate signing request
+	Profile    Profile       // server or client
+	Name       string        // file name under issued/; "" means the CSR's common name
+	Days       int           // 0 (and no TTL) means DefaultLeafDays
+	TTL        time.Duration // the validity as a duration instead of Days (at least MinLeafTTL)
+	Passphrase []byte        // decrypts the CA key
+	Force      bool          // replace issued/NAME.crt
 	// AllowSAN signs a client CSR even when one of its SANs matches the
 	// identity of another current certificate (see [SignCSR]).
 	AllowSAN bool
@@ -122,7 +123,7 @@ func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 	}
 	req := LeafRequest{
 		Profile: o.Profile, Subject: csr.Subject, Hosts: hosts, Emails: csr.EmailAddresses, URIs: uris,
-		Days: o.Days, PublicKey: csr.PublicKey, rawSubject: csr.RawSubject,
+		Days: o.Days, TTL: o.TTL, PublicKey: csr.PublicKey, rawSubject: csr.RawSubject,
 	}
 	var check func(*Inventory) error
 	if o.Profile == ProfileClient && !o.AllowSAN {

@@ -61,9 +61,11 @@ type VerifyOptions struct {
 	// that came with it.
 	Certs []*x509.Certificate
 	Roots []*x509.Certificate // trust anchors
-	// CRL, when not nil, is checked: its signature against the issuer of
-	// the certificate, its NextUpdate, and the certificate's serial.
-	CRL   *x509.RevocationList
+	// CRLs, when given, are checked: for the certificate and every
+	// intermediate of its chain, the CRL of its issuer (its signature and
+	// NextUpdate), and the serial. An issuer without a CRL among them fails
+	// the check.
+	CRLs  []*x509.RevocationList
 	Host  string  // when set, the certificate must be valid for it
 	Usage Profile // when set, the certificate must carry its usage
 	Now   time.Time
@@ -133,10 +135,10 @@ func Verify(o VerifyOptions) *VerifyReport {
 	}
 
 	// revocation
-	if o.CRL == nil {
+	if len(o.CRLs) == 0 {
 		add(CheckRevocation, CheckSkipped, "no CRL given")
 	} else {
-		result, detail := checkRevocation(leaf, chain, o.Roots, o.CRL, o.Now)
+		result, detail := checkRevocation(leaf, chain, o.Roots, o.CRLs, o.Now)
 		add(CheckRevocation, result, "%s", detail)
 	}
 
@@ -217,47 +219,63 @@ func chainError(err error) string {
 	return strings.TrimPrefix(err.Error(), "x509: ")
 }
 
-// checkRevocation verifies the CRL against the issuer of leaf (from the chain,
-// or the root whose subject matches when the chain failed), its freshness,
-// and then looks up the serial.
-func checkRevocation(leaf *x509.Certificate, chain, roots []*x509.Certificate, rl *x509.RevocationList, now time.Time) (string, string) {
-	var issuer *x509.Certificate
-	switch {
-	case len(chain) > 1:
-		issuer = chain[1]
-	case len(chain) == 1:
-		issuer = leaf
-	default:
+// checkRevocation checks every certificate of the chain (the leaf and its
+// intermediates) against the CRL of its issuer: the CRL must verify
+// against the issuer and be current, and must not list the serial. When
+// the chain could not be built, the leaf is checked against the root of
+// the same name as its issuer.
+func checkRevocation(leaf *x509.Certificate, chain, roots []*x509.Certificate, rls []*x509.RevocationList, now time.Time) (string, string) {
+	if len(chain) == 0 {
 		for _, c := range roots {
 			if bytes.Equal(c.RawSubject, leaf.RawIssuer) {
-				issuer = c
+				chain = []*x509.Certificate{leaf, c}
 				break
 			}
 		}
 	}
-	if issuer == nil {
+	if len(chain) == 0 {
 		return CheckFailed, "cannot check the CRL: the certificate's issuer is unknown"
 	}
-	if !bytes.Equal(rl.RawIssuer, issuer.RawSubject) {
-		return CheckFailed, fmt.Sprintf("the CRL is issued by %s, not by the certificate's issuer %s", rl.Issuer, issuer.Subject)
+	if len(chain) == 1 {
+		chain = []*x509.Certificate{leaf, leaf} // pinned self-signed: it is its own issuer
 	}
-	crl, err := NewCRL(rl, issuer)
-	if err != nil {
-		return CheckFailed, err.Error()
-	}
-	if err := crl.Check(now); err != nil {
-		return CheckFailed, err.Error()
-	}
-	for _, e := range rl.RevokedCertificateEntries {
-		if e.SerialNumber != nil && e.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
-			return CheckFailed, fmt.Sprintf("certificate serial %s revoked on %s (%s)", SerialHex(leaf), stamp(e.RevocationTime), ReasonName(e.ReasonCode))
+	var ok []string
+	for i := 0; i+1 < len(chain); i++ {
+		cert, issuer := chain[i], chain[i+1]
+		who := "certificate"
+		if i > 0 {
+			who = "intermediate " + cert.Subject.String()
 		}
+		var rl *x509.RevocationList
+		for _, c := range rls {
+			if bytes.Equal(c.RawIssuer, issuer.RawSubject) && (rl == nil || crlNumber(c) > crlNumber(rl)) {
+				rl = c
+			}
+		}
+		if rl == nil {
+			names := make([]string, len(rls))
+			for j, c := range rls {
+				names[j] = c.Issuer.String()
+			}
+			return CheckFailed, fmt.Sprintf("no CRL of %s, the issuer of the %s, was given (the CRLs given are of %s)", issuer.Subject, who, strings.Join(names, "; "))
+		}
+		crl, err := NewCRL(rl, issuer)
+		if err != nil {
+			return CheckFailed, err.Error()
+		}
+		if err := crl.Check(now); err != nil {
+			return CheckFailed, fmt.Sprintf("CRL of %s: %v", issuer.Subject, err)
+		}
+		if e := signedEntry(rl, cert.SerialNumber); e != nil {
+			return CheckFailed, fmt.Sprintf("%s serial %s revoked by %s on %s (%s)", who, SerialHex(cert), issuer.Subject, stamp(e.RevocationTime), ReasonName(e.ReasonCode))
+		}
+		number := "?"
+		if rl.Number != nil {
+			number = rl.Number.String()
+		}
+		ok = append(ok, fmt.Sprintf("CRL number %s of %s, next update %s", number, issuer.Subject, stamp(rl.NextUpdate)))
 	}
-	number := "?"
-	if rl.Number != nil {
-		number = rl.Number.String()
-	}
-	return CheckOK, fmt.Sprintf("not revoked (CRL number %s, next update %s)", number, stamp(rl.NextUpdate))
+	return CheckOK, "not revoked (" + strings.Join(ok, "; ") + ")"
 }
 
 // checkUsage requires the profile's extended key usage (or anyExtendedKeyUsage,
@@ -303,12 +321,13 @@ func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // VerifyFileOptions configures [VerifyFiles].
 type VerifyFileOptions struct {
-	// Dir supplies the defaults: when CAFile is empty, Dir's ca.crt and,
-	// if it exists, Dir's crl.pem.
+	// Dir supplies the defaults: when CAFile is empty, Dir's ca.crt,
+	// its intermediates.pem (to complete a chain) and, if it exists, Dir's
+	// crl.pem.
 	Dir      Dir
 	CertFile string // the certificate, optionally followed by intermediates
 	CAFile   string // trust anchors; in self-signed mode the peer's certificate
-	CRLFile  string // "" means none (or Dir's, see Dir)
+	CRLFile  string // every CRL of the file is used; "" means none (or Dir's, see Dir)
 	Host     string
 	Usage    Profile
 	Now      time.Time
@@ -343,6 +362,13 @@ func VerifyFiles(ctx context.Context, o VerifyFileOptions) (*VerifyReport, error
 		if crlFile == "" && exists(o.Dir.CRL()) {
 			crlFile = o.Dir.CRL()
 		}
+		if exists(o.Dir.Intermediates()) {
+			inter, err := LoadCerts(o.Dir.Intermediates())
+			if err != nil {
+				return nil, err
+			}
+			certs = append(certs, inter...)
+		}
 	}
 	roots, err := LoadCerts(caFile)
 	if err != nil {
@@ -353,15 +379,16 @@ func VerifyFiles(ctx context.Context, o VerifyFileOptions) (*VerifyReport, error
 			return nil, fmt.Errorf("CA certificate %s in %s: %w", r.Subject, caFile, err)
 		}
 	}
-	var rl *x509.RevocationList
+	var rls []*x509.RevocationList
 	if crlFile != "" {
-		data, err := os.ReadFile(crlFile)
+		if _, err := os.Stat(crlFile); err != nil {
+			return nil, fmt.Errorf("read CRL %s: %w", crlFile, err)
+		}
+		b, err := readCRLBundle(crlFile)
 		if err != nil {
-			return nil, fmt.Errorf("read CRL %s: %w", crlFile, err)
+			return nil, err
 		}
-		if rl, err = ParseCRL(data); err != nil {
-			return nil, fmt.Errorf("read CRL %s: %w", crlFile, err)
-		}
+		rls = b.lists
 	}
-	return Verify(VerifyOptions{Certs: certs, Roots: roots, CRL: rl, Host: o.Host, Usage: o.Usage, Now: o.Now}), nil
+	return Verify(VerifyOptions{Certs: certs, Roots: roots, CRLs: rls, Host: o.Host, Usage: o.Usage, Now: o.Now}), nil
 }

@@ -32,7 +32,7 @@ func TestVerify(t *testing.T) {
 	expired := issue("expired", ProfileClient, now.Add(-48*time.Hour), now.Add(-time.Hour))
 	future := issue("future", ProfileClient, now.Add(time.Hour), now.Add(48*time.Hour))
 	revoked := issue("revoked", ProfileClient, time.Time{}, time.Time{})
-	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: revoked, Reason: "keyCompromise"}); err != nil {
+	if _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: revoked, Reason: "keyCompromise"}); err != nil {
 		t.Fatal(err)
 	}
 	other := otherCA(t)
@@ -60,9 +60,9 @@ func TestVerify(t *testing.T) {
 		{"wrong usage", VerifyFileOptions{CertFile: d.ServerCert(), Usage: ProfileClient}, "usage", "clientAuth required"},
 		{"expired", VerifyFileOptions{CertFile: expired}, "validity", "expired on"},
 		{"not yet valid", VerifyFileOptions{CertFile: future}, "validity", "not valid until"},
-		{"revoked", VerifyFileOptions{CertFile: revoked}, "revocation", "revoked on"},
+		{"revoked", VerifyFileOptions{CertFile: revoked}, "revocation", "revoked by CN=kvsctl intermediate CA"},
 		{"other CA", VerifyFileOptions{CertFile: alienFile}, "chain,revocation", "unknown authority"},
-		{"CRL of another CA", VerifyFileOptions{CertFile: d.ClientCert(), CAFile: d.CACert(), CRLFile: otherCRLFile}, "revocation", "not by the certificate's issuer"},
+		{"CRL of another CA", VerifyFileOptions{CertFile: d.ClientCert(), CAFile: d.CACert(), CRLFile: otherCRLFile}, "revocation", "no CRL of CN=kvsctl intermediate CA"},
 		{"expired CRL", VerifyFileOptions{CertFile: d.ClientCert(), CAFile: d.CACert(), CRLFile: oldCRLFile}, "revocation", "CRL expired"},
 		{"explicit CA skips default CRL", VerifyFileOptions{CertFile: revoked, CAFile: d.CACert()}, "", ""},
 	} {
@@ -111,7 +111,7 @@ func TestInspect(t *testing.T) {
 		t.Fatalf("inspect CA: %v", err)
 	}
 	c := ins.Certificates[0]
-	if !c.IsCA || c.MaxPathLen == nil || *c.MaxPathLen != 0 || !c.SelfSigned || c.KeyAlgorithm != "ECDSA" || c.KeySize != 256 ||
+	if !c.IsCA || c.MaxPathLen == nil || *c.MaxPathLen != 1 || !c.SelfSigned || c.KeyAlgorithm != "ECDSA" || c.KeySize != 256 ||
 		c.Serial != SerialHex(ca) || c.Status != "valid" || !strings.Contains(strings.Join(c.KeyUsage, ","), "keyCertSign") {
 		t.Errorf("CA info %+v", c)
 	}
@@ -124,16 +124,16 @@ func TestInspect(t *testing.T) {
 		t.Errorf("DER: %v", err)
 	}
 	bundle := append(mustRead(t, d.ServerCert()), pemCA...)
-	if ins, err := Inspect(bundle, now); err != nil || len(ins.Certificates) != 2 || ins.Certificates[0].ExtKeyUsage[0] != "serverAuth" {
+	if ins, err := Inspect(bundle, now); err != nil || len(ins.Certificates) != 3 || ins.Certificates[0].ExtKeyUsage[0] != "serverAuth" || !ins.Certificates[1].IsCA {
 		t.Errorf("bundle: %v", err)
 	}
 	// CRL with a revoked entry.
-	if _, _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.ClientCert(), Reason: "superseded"}); err != nil {
+	if _, err := Revoke(context.Background(), RevokeOptions{Dir: d, Target: d.ClientCert(), Reason: "superseded"}); err != nil {
 		t.Fatal(err)
 	}
 	ins, err = Inspect(mustRead(t, d.CRL()), now)
-	if err != nil || len(ins.CRLs) != 1 {
-		t.Fatalf("CRL: %v", err)
+	if err != nil || len(ins.CRLs) != 2 || !strings.Contains(ins.CRLs[1].Issuer, "root CA") {
+		t.Fatalf("CRL: %v (want the intermediate's CRL, then the root's)", err)
 	}
 	if r := ins.CRLs[0]; r.Number != "2" || len(r.Revoked) != 1 || r.Revoked[0].Reason != "superseded" || r.Status != "current" {
 		t.Errorf("CRL info %+v", r)

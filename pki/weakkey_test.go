@@ -146,7 +146,7 @@ func TestWeakKeyInCAOrLeaf(t *testing.T) {
 	})
 	t.Run("the directory's CA", func(t *testing.T) {
 		t.Parallel()
-		d := newPKI(t, false)
+		d := newFlatPKI(t)
 		pemKey, err := MarshalKey(weak, nil)
 		if err != nil {
 			t.Fatal(err)

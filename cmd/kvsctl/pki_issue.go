@@ -12,12 +12,14 @@ func pkiIssueCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "issue",
 		Usage:     "issue a new server or client certificate from the CA",
-		UsageText: "kvsctl pki issue server|client NAME [--hosts H,...] [--email ADDR] [--uri URI] [--days N] [--key-type T] [--force] [--json]",
+		UsageText: "kvsctl pki issue server|client NAME [--hosts H,...] [--email ADDR] [--uri URI] [--days N|--ttl D] [--key-type T] [--force] [--json]",
 		Description: "Creates a key and a certificate signed by the CA, writes issued/NAME.key (0600) and\n" +
 			"issued/NAME.crt, and records the certificate in the inventory. A server certificate is\n" +
 			"valid for --hosts (default: NAME); NAME is the certificate's common name. --email and\n" +
 			"--uri add e-mail and URI SANs, the typed identities (email:, uri:) a server policy matches.\n\n" +
-			"Examples:\n  kvsctl pki issue client alice --days 90\n  kvsctl pki issue server kvs2 --hosts kvs2.example.com,10.0.0.7\n" +
+			"--ttl gives the validity as a duration (5m to 825d); a certificate never outlives its\n" +
+			"issuing CA, and starts a minute in the past, for clocks that run a little behind.\n\n" +
+			"Examples:\n  kvsctl pki issue client alice --days 90\n  kvsctl pki issue client ci-job --ttl 1h\n  kvsctl pki issue server kvs2 --hosts kvs2.example.com,10.0.0.7\n" +
 			"  kvsctl pki issue client web --uri spiffe://example.org/web --email ops@example.org",
 		Flags: []cli.Flag{
 			dirFlag(),
@@ -25,6 +27,7 @@ func pkiIssueCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "email", Usage: "e-mail SAN, a typed identity (repeatable or comma-separated)"},
 			&cli.StringSliceFlag{Name: "uri", Usage: "URI SAN such as spiffe://example.org/web, a typed identity (repeatable or comma-separated)"},
 			pkiDaysFlag(fmt.Sprintf("validity in days (1 to %d, default %d)", pki.MaxLeafDays, pki.DefaultLeafDays)),
+			pkiTTLFlag(),
 			pkiKeyTypeFlag(),
 			pkiForceFlag("replace issued/NAME.crt and .key"),
 			passphraseFileFlag(),
@@ -56,6 +59,10 @@ func pkiIssueCommand() *cli.Command {
 					return usageError{err}
 				}
 			}
+			days, ttl, err := pkiValidity(c)
+			if err != nil {
+				return err
+			}
 			pass, err := passphrase(c)
 			if err != nil {
 				return err
@@ -63,7 +70,7 @@ func pkiIssueCommand() *cli.Command {
 			iss, err := pki.Issue(c.Context, pki.IssueOptions{
 				Dir: pki.Dir(c.String("dir")), Profile: p, Name: args[1], Hosts: c.StringSlice("hosts"),
 				Emails: c.StringSlice("email"), URIs: c.StringSlice("uri"),
-				Days: c.Int("days"), KeyType: kt, Passphrase: pass, Force: c.Bool("force"),
+				Days: days, TTL: ttl, KeyType: kt, Passphrase: pass, Force: c.Bool("force"),
 			})
 			if err != nil {
 				return err
@@ -77,7 +84,7 @@ func pkiSignCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sign",
 		Usage:     "sign an external certificate signing request (CSR) with the CA",
-		UsageText: "kvsctl pki sign CSR --profile server|client [--days N] [--name NAME] [--allow-san] [--force] [--json]",
+		UsageText: "kvsctl pki sign CSR --profile server|client [--days N|--ttl D] [--name NAME] [--allow-san] [--force] [--json]",
 		Description: "Checks the CSR's self-signature and key, then issues a certificate that copies ONLY\n" +
 			"the CSR's subject and subject alternative names; every other extension the CSR asks for\n" +
 			"(CA:TRUE, key usages, ...) is ignored. A server CSR without SANs gets its common name as\n" +
@@ -85,12 +92,13 @@ func pkiSignCommand() *cli.Command {
 			"prints every SAN it copied, with its type (DNS:, IP:, email:, URI:).\n" +
 			"A client CSR with a SAN equal to the common name or a SAN of another current certificate\n" +
 			"in the inventory would share that identity and is refused, unless --allow-san.\n\n" +
-			"Example:\n  openssl req -new -newkey rsa:2048 -nodes -keyout web.key -out web.csr -subj /CN=web.example.com\n" +
-			"  kvsctl pki sign web.csr --profile server --days 90",
+			"Example (on the host, 'kvsctl pki csr' or openssl make the key and CSR):\n  kvsctl pki csr web.example.com --host web.example.com\n" +
+			"  kvsctl pki sign web.example.com.csr --profile server --days 90",
 		Flags: []cli.Flag{
 			dirFlag(),
 			&cli.StringFlag{Name: "profile", Usage: "server or client (required)"},
 			pkiDaysFlag(fmt.Sprintf("validity in days (1 to %d, default %d)", pki.MaxLeafDays, pki.DefaultLeafDays)),
+			pkiTTLFlag(),
 			&cli.StringFlag{Name: "name", Usage: "file name under issued/ (default: the CSR's common name)"},
 			&cli.BoolFlag{Name: "allow-san", Usage: "sign a client CSR even when a SAN matches another certificate's identity"},
 			pkiForceFlag("replace issued/NAME.crt"),
@@ -114,13 +122,17 @@ func pkiSignCommand() *cli.Command {
 					return usageError{err}
 				}
 			}
+			days, ttl, err := pkiValidity(c)
+			if err != nil {
+				return err
+			}
 			pass, err := passphrase(c)
 			if err != nil {
 				return err
 			}
 			iss, err := pki.SignCSR(c.Context, pki.SignOptions{
 				Dir: pki.Dir(c.String("dir")), CSRFile: args[0], Profile: p, Name: c.String("name"),
-				Days: c.Int("days"), Passphrase: pass, Force: c.Bool("force"), AllowSAN: c.Bool("allow-san"),
+				Days: days, TTL: ttl, Passphrase: pass, Force: c.Bool("force"), AllowSAN: c.Bool("allow-san"),
 			})
 			if err != nil {
 				return err

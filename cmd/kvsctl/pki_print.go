@@ -98,10 +98,26 @@ func pkiPrintInit(w io.Writer, d pki.Dir, kt pki.KeyType, encrypted bool, res *p
 		desc[d.CACert()] = "CA certificate " + safe(res.CA.Subject.String()) + ", until " + pkiDay(res.CA.NotAfter)
 		desc[d.CRL()] = fmt.Sprintf("signed CRL, empty, valid until %s: re-sign it with 'kvsctl pki crl'", pkiStamp(res.CRL.NextUpdate))
 	}
+	if in := res.Intermediate; in != nil {
+		desc[d.CAKey()] = "root CA private key (0600, unencrypted): needed only for new intermediates, take it offline"
+		if encrypted {
+			desc[d.CAKey()] = "root CA private key (0600, encrypted): needed only for new intermediates, take it offline"
+		}
+		desc[d.CACert()] = "root CA " + safe(res.CA.Subject.CommonName) + ", until " + pkiDay(res.CA.NotAfter) + pkiConstraintNote(res.CA) + ": the trust bundle"
+		desc[d.IntermediateKey()] = "issuing CA private key (0600" + map[bool]string{true: ", encrypted", false: ""}[encrypted] + ")"
+		desc[d.IntermediateCert()] = "issuing CA " + safe(in.Subject.CommonName) + ", until " + pkiDay(in.NotAfter) + pkiConstraintNote(in)
+		desc[d.Intermediates()] = "the intermediates in service, for servers to load their CRLs"
+		desc[d.CRL()] = fmt.Sprintf("signed CRLs, empty: the intermediate's until %s ('kvsctl pki crl' re-signs it), the root's until %s",
+			pkiDay(res.CRL.NextUpdate), pkiDay(res.RootCRL.NextUpdate))
+		desc[d.ServerCert()] += " (then the intermediate)"
+		desc[d.ClientCert()] += " (then the intermediate)"
+	}
 	if res.Mode == pki.ModeSelfSigned {
 		desc[d.ServerCert()] = "self-signed server certificate for " + pkiCertSANs(res.Server) + ", until " + pkiDay(res.Server.NotAfter) + " (the client trusts exactly this)"
 		desc[d.ClientCert()] = "self-signed client certificate CN=" + safe(res.Client.Subject.CommonName) + ", until " + pkiDay(res.Client.NotAfter) + " (the server trusts exactly this)"
 		fmt.Fprintf(w, "Created a self-signed PKI in %s (%s keys):\n", string(d), kt)
+	} else if res.Intermediate != nil {
+		fmt.Fprintf(w, "Created a root CA, an issuing intermediate and their certificates in %s (%s keys):\n", string(d), kt)
 	} else {
 		fmt.Fprintf(w, "Created a CA and its certificates in %s (%s keys):\n", string(d), kt)
 	}
@@ -118,6 +134,19 @@ func pkiPrintInit(w io.Writer, d pki.Dir, kt pki.KeyType, encrypted bool, res *p
 	fmt.Fprintln(w, "  kvsctl serve &")
 	fmt.Fprintln(w, "  kvsctl put hello world")
 	fmt.Fprintln(w, "  kvsctl get hello")
+	if res.Intermediate != nil {
+		fmt.Fprintln(w, "Then take the root key offline: kvsctl pki root export /media/safe/kvsctl-root.key")
+	}
+}
+
+// pkiConstraintNote describes the name constraints of a CA for init's
+// output.
+func pkiConstraintNote(c *x509.Certificate) string {
+	nc := pki.ConstraintsOf(c).Strings()
+	if len(nc) == 0 {
+		return ""
+	}
+	return ", only for " + safe(strings.Join(nc, ", "))
 }
 
 func pkiPrintIssued(c *cli.Context, verb string, iss *pki.Issued) error {
@@ -147,7 +176,7 @@ func pkiPrintRenewed(c *cli.Context, r *pki.Renewed) error {
 	if c.Bool("json") {
 		// The SANs as the inventory records them (hosts, emails, uris),
 		// also in self-signed mode, which has no inventory.
-		rec := pki.NewRecord("", "", "", r.New)
+		rec := pki.NewRecord("", "", "", r.New, nil)
 		out := struct {
 			CertFile  string    `json:"cert_file"`
 			KeyFile   string    `json:"key_file,omitempty"`
@@ -217,8 +246,15 @@ func pkiPrintInspection(w io.Writer, file string, ins *pki.Inspection) {
 			}
 		}
 		line("CA:", ca)
+		nc := strings.Join(c.NameConstraints, ", ")
+		if nc != "" && c.NameConstraintsCritical {
+			nc += " (critical)"
+		}
+		line("Name constraints:", nc)
 		line("Self-signed:", pkiYesNo(c.SelfSigned))
 		line("Subject key ID:", c.SubjectKeyID)
+		line("Authority key ID:", c.AuthorityKeyID)
+		line("CRL distribution:", strings.Join(c.CRLDistributionPoints, ", "))
 		line("SHA-256:", c.SHA256)
 		tw.Flush()
 	}
@@ -250,6 +286,7 @@ func pkiPrintInspection(w io.Writer, file string, ins *pki.Inspection) {
 		line("This update:", pkiStamp(c.ThisUpdate))
 		line("Next update:", fmt.Sprintf("%s (%s, %s)", pkiStamp(c.NextUpdate), c.Status, pkiTimeLeft(c.TimeLeft, c.Status)))
 		line("Signature:", c.SignatureAlgorithm)
+		line("Authority key ID:", c.AuthorityKeyID)
 		line("Revoked:", fmt.Sprint(len(c.Revoked)))
 		for _, r := range c.Revoked {
 			line("", fmt.Sprintf("%s  %s  %s", r.Serial, pkiStamp(r.RevokedAt), r.Reason))
@@ -313,8 +350,12 @@ func pkiPrintList(w io.Writer, l *pki.Listing) {
 	if l.Mode == pki.ModeSelfSigned.String() {
 		fmt.Fprintln(w, "self-signed mode: no CA, no inventory, no CRL; the two certificates:")
 	}
+	names := map[string]string{}
+	for _, c := range l.Certificates {
+		names[c.Serial] = c.Name
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERIAL\tNAME\tKIND\tNOT AFTER\tSTATUS\tSANS")
+	fmt.Fprintln(tw, "NAME\tKIND\tSERIAL\tISSUER\tNOT AFTER\tSTATUS\tSANS")
 	for _, c := range l.Certificates {
 		status := c.Status
 		if c.Status == "revoked" && c.Reason != "" {
@@ -326,13 +367,40 @@ func pkiPrintList(w io.Writer, l *pki.Listing) {
 		if sans == "" {
 			sans = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", safe(c.Serial), safe(c.Name), safe(c.Kind), pkiDay(c.NotAfter), safe(status), sans)
+		issuer := "-"
+		if c.Issuer != "" {
+			issuer = safe(pkiShortSerial(c.Issuer))
+			if n := names[c.Issuer]; n != "" {
+				issuer = safe(n) + " " + issuer
+			}
+		}
+		name := strings.Repeat("  ", c.Depth) + safe(c.Name)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, safe(c.Kind), safe(c.Serial), issuer, pkiDay(c.NotAfter), safe(status), sans)
 	}
 	tw.Flush()
-	if l.CRL != nil && l.CRL.Number != "" {
-		fmt.Fprintf(w, "\nCRL number %s: %d revoked, next update %s (%s)\n", l.CRL.Number, l.CRL.Revoked,
-			pkiStamp(l.CRL.NextUpdate), pkiCRLLeft(l.CRL.NextUpdate))
+	if len(l.CRLs) > 0 {
+		fmt.Fprintln(w)
 	}
+	for _, st := range l.CRLs {
+		who := safe(st.Issuer)
+		if st.Number == "" {
+			fmt.Fprintf(w, "CRL of %s: %s\n", who, safeText(st.Warning))
+			continue
+		}
+		fmt.Fprintf(w, "CRL of %s: number %s, %d revoked, next update %s (%s)\n", who, st.Number, st.Revoked,
+			pkiStamp(st.NextUpdate), pkiCRLLeft(st.NextUpdate))
+		if st.Warning != "" {
+			fmt.Fprintf(w, "  warning: %s\n", safeText(st.Warning))
+		}
+	}
+}
+
+// pkiShortSerial shortens a serial for a table column.
+func pkiShortSerial(s string) string {
+	if len(s) > 8 {
+		return s[:8] + "…"
+	}
+	return s
 }
 
 func pkiCRLLeft(t time.Time) string {
@@ -346,8 +414,12 @@ func pkiCRLLeft(t time.Time) string {
 func pkiPrintExported(w io.Writer, ex *pki.Exported) {
 	if ex.HasKey {
 		fmt.Fprintf(w, "wrote %s (0600): certificate %s, its private key", ex.File, safe(ex.Cert.Subject.String()))
-		if len(ex.Chain) > 0 {
-			fmt.Fprintf(w, " and the CA %s", safe(ex.Chain[0].Subject.String()))
+		for i, ca := range ex.Chain {
+			sep := " and"
+			if i > 0 {
+				sep = ","
+			}
+			fmt.Fprintf(w, "%s the CA %s", sep, safe(ca.Subject.String()))
 		}
 		fmt.Fprintln(w)
 	} else {

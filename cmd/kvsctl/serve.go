@@ -55,6 +55,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "key", EnvVars: env("key"), Usage: "server private key (instead of --dir)"},
 			&cli.StringFlag{Name: "ca", EnvVars: env("ca"), Usage: "CA bundle that signs client certificates (instead of --dir)"},
 			&cli.StringSliceFlag{Name: "crl", EnvVars: env("crl"), Usage: "CRL file to check client certificates against, one CRL per CA of --ca (repeatable; a file may hold several)"},
+			&cli.StringFlag{Name: "intermediates", EnvVars: env("intermediates"), Usage: "bundle of the intermediate CAs under --ca whose CRLs --crl holds (with --cert/--key/--ca)"},
 			&cli.BoolFlag{Name: "no-crl", EnvVars: env("no-crl"), Usage: "serve CAs that have no CRL without checking revocation (logged at warn on every start; a CRL that appears later is enforced)"},
 			&cli.StringFlag{Name: "tls-min", Value: "1.2", EnvVars: env("tls-min"), Usage: "minimum TLS version: 1.2 or 1.3"},
 			&cli.StringFlag{Name: "store", Value: stores.DefaultURL, EnvVars: env("store"), Usage: "store URL: bolt:PATH or postgres://..."},
@@ -150,8 +151,8 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 		Pprof:             c.String("pprof"),
 		MetricsListen:     c.String("metrics-listen"),
 	}
-	if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" || len(c.StringSlice("crl")) > 0 {
-		sc.server.Files = pki.Files{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRLs: c.StringSlice("crl")}
+	if c.String("cert") != "" || c.String("key") != "" || c.String("ca") != "" || len(c.StringSlice("crl")) > 0 || c.String("intermediates") != "" {
+		sc.server.Files = pki.Files{Cert: c.String("cert"), Key: c.String("key"), CA: c.String("ca"), CRLs: c.StringSlice("crl"), Intermediates: c.String("intermediates")}
 		if sc.server.Files.Cert == "" || sc.server.Files.Key == "" || sc.server.Files.CA == "" {
 			return sc, usagef("--cert, --key and --ca go together (with --crl, or --no-crl); or use --dir")
 		}

@@ -24,7 +24,7 @@ func TestFaultRevokedWhileConnected(t *testing.T) {
 	if _, err := kept.Put(ctx, "rev/k", []byte("v"), kvs.Cond{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: d.ClientCert()}); err != nil {
+	if _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: d.ClientCert()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ts.srv.TLS().Reload(); err != nil {

@@ -204,9 +204,9 @@ func TestSecretsNotLogged(t *testing.T) {
 	note("alice before revocation", err)
 
 	// Revoke alice (first with a wrong passphrase), reload, and be refused.
-	_, _, err = pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: alice.CertFile, Passphrase: []byte("wrong")})
+	_, err = pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: alice.CertFile, Passphrase: []byte("wrong")})
 	note("revoke with a wrong passphrase", err)
-	if _, _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: alice.CertFile, Passphrase: []byte(passphrase)}); err != nil {
+	if _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: alice.CertFile, Passphrase: []byte(passphrase)}); err != nil {
 		t.Fatal(err)
 	}
 	note("reload after revoking", st.Reload())

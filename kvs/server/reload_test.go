@@ -25,7 +25,7 @@ func TestReloadBrokenFilesKeepPreviousMaterial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: mallory.CertFile}); err != nil {
+	if _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: mallory.CertFile}); err != nil {
 		t.Fatal(err)
 	}
 	ts := startServer(t, d, nil, func(c *Config) { c.ReloadInterval = 20 * time.Millisecond })

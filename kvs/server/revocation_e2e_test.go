@@ -23,7 +23,7 @@ import (
 
 func revoke(t *testing.T, d pki.Dir, target string) {
 	t.Helper()
-	if _, _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: target, Reason: "keyCompromise"}); err != nil {
+	if _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: target, Reason: "keyCompromise"}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/big"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,7 +167,7 @@ func (s *TLS) changed() bool {
 // paths are the files of the material, the CRLs included even when they
 // do not exist yet: a CRL that appears is loaded.
 func (s *TLS) paths() []string {
-	return append([]string{s.files.Cert, s.files.Key, s.files.CA}, s.files.CRLs...)
+	return append([]string{s.files.Cert, s.files.Key, s.files.CA, s.files.Intermediates}, s.files.CRLs...)
 }
 
 // load builds a snapshot from the files.
@@ -205,6 +207,9 @@ func (s *TLS) load() (*tlsSnapshot, error) {
 			snap.intermediates = append(snap.intermediates, c)
 		}
 	}
+	if snap.intermediates, err = s.loadIntermediates(snap.intermediates, snap.roots, now); err != nil {
+		return nil, err
+	}
 	known := append(append([]*x509.Certificate(nil), cas...), snap.intermediates...)
 	if snap.crls, err = loadCRLs(f.CRLs, known, s.opts.NoCRL); err != nil {
 		return nil, err
@@ -239,6 +244,45 @@ func (s *TLS) load() (*tlsSnapshot, error) {
 	}
 	s.log.Info("tls material loaded", attrs...)
 	return snap, nil
+}
+
+// loadIntermediates adds the CAs of the Intermediates bundle (when set) to
+// have, the intermediates of the server's own chain: the server accepts
+// the CRLs of all of them. Each must chain to a root of the CA bundle; one
+// that has expired is left out (its leaves have too), one that does not
+// chain is an error.
+func (s *TLS) loadIntermediates(have []*x509.Certificate, roots *x509.CertPool, now time.Time) ([]*x509.Certificate, error) {
+	f := s.files.Intermediates
+	if f == "" {
+		return have, nil
+	}
+	cas, err := pki.LoadCerts(f)
+	if errors.Is(err, fs.ErrNotExist) {
+		return have, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load intermediates: %w", err)
+	}
+	for _, c := range cas {
+		if slices.ContainsFunc(have, c.Equal) {
+			continue
+		}
+		if !c.IsCA {
+			return nil, fmt.Errorf("intermediates %s: %s is not a CA certificate", f, c.Subject)
+		}
+		if err := pki.CheckPublicKey(c.PublicKey); err != nil {
+			return nil, fmt.Errorf("intermediates %s: %s: %w", f, c.Subject, err)
+		}
+		if now.After(c.NotAfter) {
+			s.log.Warn("an intermediate of the bundle has expired: left out", "file", f, "ca", c.Subject.String(), "not_after", c.NotAfter.UTC())
+			continue
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			return nil, fmt.Errorf("intermediates %s: %s does not chain to the CA bundle %s: %w", f, c.Subject, s.files.CA, err)
+		}
+		have = append(have, c)
+	}
+	return have, nil
 }
 
 func serialText(n *big.Int) string { return n.Text(16) }

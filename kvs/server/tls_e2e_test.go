@@ -102,7 +102,7 @@ func TestE2ERevocation(t *testing.T) {
 			if err := c.Ping(ctx); err != nil {
 				t.Fatalf("alice before revocation: %v", err)
 			}
-			if _, _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: pki.SerialHex(alice.Cert), Reason: "keyCompromise"}); err != nil {
+			if _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: pki.SerialHex(alice.Cert), Reason: "keyCompromise"}); err != nil {
 				t.Fatal(err)
 			}
 			if how == "reload" {
@@ -163,7 +163,7 @@ func TestE2EResumedSessionRefused(t *testing.T) {
 							if err != nil {
 								t.Fatal(err)
 							}
-							if _, _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: pki.SerialHex(cert)}); err != nil {
+							if _, err := pki.Revoke(context.Background(), pki.RevokeOptions{Dir: d, Target: pki.SerialHex(cert)}); err != nil {
 								t.Fatal(err)
 							}
 						}

@@ -38,7 +38,7 @@ func (e *env) issueForRevocation(ctx context.Context, what string) (tls.Certific
 // revoke revokes the certificate in file and has the server take up the
 // CRL.
 func (e *env) revoke(ctx context.Context, file string, probe *tls.Config) error {
-	if _, _, err := pki.Revoke(ctx, pki.RevokeOptions{Dir: e.dir, Target: file, Reason: "keyCompromise", Passphrase: e.passphrase}); err != nil {
+	if _, err := pki.Revoke(ctx, pki.RevokeOptions{Dir: e.dir, Target: file, Reason: "keyCompromise", Passphrase: e.passphrase}); err != nil {
 		return fmt.Errorf("revoke %s: %w", file, err)
 	}
 	return e.reload(ctx, probe)

@@ -75,7 +75,7 @@ func runSecondCARevoked(ctx context.Context, e *env, key string) observation {
 		return broken("load %s: %v", iss.CertFile, err)
 	}
 	cfg := e.attackerTLS(cert)
-	if _, _, err := pki.Revoke(ctx, pki.RevokeOptions{Dir: e.second, Target: iss.CertFile, Reason: "keyCompromise"}); err != nil {
+	if _, err := pki.Revoke(ctx, pki.RevokeOptions{Dir: e.second, Target: iss.CertFile, Reason: "keyCompromise"}); err != nil {
 		return broken("revoke with the second CA: %v", err)
 	}
 	if err := e.reload(ctx, cfg); err != nil {

@@ -230,15 +230,23 @@ func pkiRootCommand() *cli.Command {
 				Name:      "export",
 				Usage:     "move ca.key to FILE (outside the PKI directory), checking the copy first",
 				UsageText: "kvsctl pki root export FILE [--force] [--dir DIR]",
-				Flags:     flags("replace FILE"),
-				Action:    move(true),
+				Description: "Copies ca.key to FILE (0600), reads the copy back and checks that it is the root's key, and\n" +
+					"only then removes ca.key. FILE must be outside the PKI directory. The key is copied as it\n" +
+					"is: create the PKI with --passphrase-file to have it encrypted.\n\n" +
+					"Example:\n  kvsctl pki root export /media/usb/kvsctl-root.key",
+				Flags:  flags("replace FILE"),
+				Action: move(true),
 			},
 			{
 				Name:      "import",
 				Usage:     "put the root key in FILE back as ca.key, checking that it is the current root's",
 				UsageText: "kvsctl pki root import FILE [--force] [--dir DIR]",
-				Flags:     flags("replace an existing ca.key"),
-				Action:    move(false),
+				Description: "Checks that FILE holds the key of the current root (the root of intermediate.crt) and\n" +
+					"writes it as ca.key (0600), for 'pki ca rotate' or 'pki revoke --intermediate'. FILE is\n" +
+					"left where it is; export it again when done.\n\n" +
+					"Example:\n  kvsctl pki root import /media/usb/kvsctl-root.key && kvsctl pki ca rotate && kvsctl pki root export --force /media/usb/kvsctl-root.key",
+				Flags:  flags("replace an existing ca.key"),
+				Action: move(false),
 			},
 		},
 	}

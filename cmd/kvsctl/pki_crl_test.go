@@ -44,7 +44,8 @@ func TestPkiCRLKeepsRevocationAfterInventoryEdit(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, "pki", "inspect", "--json", f.dir.CRL())), &ins); err != nil {
 		t.Fatal(err)
 	}
-	if len(ins.CRLs) != 1 || len(ins.CRLs[0].Revoked) != 1 || ins.CRLs[0].Revoked[0].Serial != serial || ins.CRLs[0].Revoked[0].Reason != "keyCompromise" {
+	// The intermediate's CRL, then the root's (which lists nothing).
+	if len(ins.CRLs) != 2 || len(ins.CRLs[1].Revoked) != 0 || len(ins.CRLs[0].Revoked) != 1 || ins.CRLs[0].Revoked[0].Serial != serial || ins.CRLs[0].Revoked[0].Reason != "keyCompromise" {
 		t.Fatalf("the new CRL lost the revocation of %s: %+v", serial, ins.CRLs)
 	}
 	if code, _, errs := runPKI(t, "pki", "verify", f.dir.ClientCert(), "--dir", dir); code != 1 || !strings.Contains(errs, "revocation: certificate serial "+serial+" revoked") {

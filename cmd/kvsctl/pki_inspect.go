@@ -117,11 +117,15 @@ func pkiListCommand() *cli.Command {
 			} else {
 				pkiPrintList(c.App.Writer, l)
 			}
-			if l.CRL != nil && l.CRL.Warning != "" {
-				fmt.Fprintf(c.App.ErrWriter, "kvsctl: warning: %s\n", safeText(l.CRL.Warning))
-				if l.CRL.NeedsResign {
-					fmt.Fprintln(c.App.ErrWriter, "hint: run 'kvsctl pki crl' to re-sign it (a daily cron job keeps it fresh)")
+			resign := false
+			for _, st := range l.CRLs {
+				if st.Warning != "" {
+					fmt.Fprintf(c.App.ErrWriter, "kvsctl: warning: %s (the CRL of %s)\n", safeText(st.Warning), safe(st.Issuer))
+					resign = resign || st.NeedsResign
 				}
+			}
+			if resign {
+				fmt.Fprintln(c.App.ErrWriter, "hint: run 'kvsctl pki crl' to re-sign it (a daily cron job keeps it fresh; a root's CRL needs the root key imported)")
 			}
 			return err
 		},

@@ -59,14 +59,20 @@ func TestPkiOpenSSLInterop(t *testing.T) {
 		for _, tc := range []struct{ cert, purpose string }{
 			{d.ServerCert(), "sslserver"}, {d.ClientCert(), "sslclient"}, {d.IssuedCert("web"), "sslserver"}, {d.IssuedCert("ed"), "sslclient"},
 		} {
-			out := mustOpenSSL(t, bin, "verify", "-CAfile", d.CACert(), "-purpose", tc.purpose, tc.cert)
+			// The file holds the leaf and its intermediate: openssl takes the
+			// intermediate from it with -untrusted.
+			out := mustOpenSSL(t, bin, "verify", "-CAfile", d.CACert(), "-untrusted", tc.cert, "-purpose", tc.purpose, tc.cert)
 			if !strings.Contains(out, ": OK") {
 				t.Errorf("%s: %s", tc.cert, out)
 			}
 		}
-		// Negative control: the wrong purpose is refused.
-		if out, ok := openssl(t, bin, "verify", "-CAfile", d.CACert(), "-purpose", "sslclient", d.ServerCert()); ok {
+		// Negative controls: the wrong purpose is refused, and so is the
+		// leaf without its intermediate.
+		if out, ok := openssl(t, bin, "verify", "-CAfile", d.CACert(), "-untrusted", d.ServerCert(), "-purpose", "sslclient", d.ServerCert()); ok {
 			t.Errorf("server certificate accepted for sslclient:\n%s", out)
+		}
+		if out, ok := openssl(t, bin, "verify", "-CAfile", d.CACert(), d.ServerCert()); ok || !strings.Contains(out, "unable to get local issuer certificate") {
+			t.Errorf("leaf verified without its intermediate:\n%s", out)
 		}
 	})
 
@@ -77,10 +83,12 @@ func TestPkiOpenSSLInterop(t *testing.T) {
 				t.Errorf("%s:\n%s", p, out)
 			}
 		}
-		ca := mustOpenSSL(t, bin, "x509", "-noout", "-text", "-in", d.CACert())
-		for _, want := range []string{"CA:TRUE, pathlen:0", "Certificate Sign, CRL Sign", "Subject Key Identifier", "Public-Key: (2048 bit)"} {
-			if !strings.Contains(ca, want) {
-				t.Errorf("CA lacks %q", want)
+		for file, pathlen := range map[string]string{d.CACert(): "1", d.IntermediateCert(): "0"} {
+			ca := mustOpenSSL(t, bin, "x509", "-noout", "-text", "-in", file)
+			for _, want := range []string{"CA:TRUE, pathlen:" + pathlen, "Certificate Sign, CRL Sign", "Subject Key Identifier", "Public-Key: (2048 bit)"} {
+				if !strings.Contains(ca, want) {
+					t.Errorf("%s lacks %q", file, want)
+				}
 			}
 		}
 		fp := mustOpenSSL(t, bin, "x509", "-noout", "-fingerprint", "-sha256", "-in", d.ServerCert())
@@ -105,7 +113,7 @@ func TestPkiOpenSSLInterop(t *testing.T) {
 			"-addext", "subjectAltName=DNS:req.example,IP:192.0.2.1")
 		mustRun(t, "pki", "sign", csr, "--profile", "server", "--dir", dir, "--passphrase-file", pass)
 		crt := d.IssuedCert("req.example")
-		mustOpenSSL(t, bin, "verify", "-CAfile", d.CACert(), "-purpose", "sslserver", crt)
+		mustOpenSSL(t, bin, "verify", "-CAfile", d.CACert(), "-untrusted", crt, "-purpose", "sslserver", crt)
 		text := mustOpenSSL(t, bin, "x509", "-noout", "-text", "-in", crt)
 		for _, want := range []string{"CA:FALSE", "DNS:req.example, IP Address:192.0.2.1", "TLS Web Server Authentication", "O = Interop"} {
 			if !strings.Contains(text, want) {
@@ -132,10 +140,11 @@ func TestPkiOpenSSLInterop(t *testing.T) {
 		if !strings.Contains(out, "PBES2") || !strings.Contains(out, "AES-256-CBC") {
 			t.Errorf("bundle is not modern-encrypted:\n%s", out)
 		}
-		// The bundle holds the client's key and certificate, and the CA.
+		// The bundle holds the client's key and certificate, the
+		// intermediate and the root.
 		certs := mustOpenSSL(t, bin, "pkcs12", "-in", p12, "-passin", "file:"+pw, "-nokeys")
-		if strings.Count(certs, "BEGIN CERTIFICATE") != 2 {
-			t.Errorf("bundle holds %d certificates, want 2", strings.Count(certs, "BEGIN CERTIFICATE"))
+		if strings.Count(certs, "BEGIN CERTIFICATE") != 3 {
+			t.Errorf("bundle holds %d certificates, want 3", strings.Count(certs, "BEGIN CERTIFICATE"))
 		}
 		if _, ok := openssl(t, bin, "pkcs12", "-info", "-noout", "-in", p12, "-passin", "pass:wrong"); ok {
 			t.Error("openssl opened the bundle with a wrong password")
@@ -143,18 +152,26 @@ func TestPkiOpenSSLInterop(t *testing.T) {
 	})
 
 	t.Run("crl and revocation", func(t *testing.T) {
-		out := mustOpenSSL(t, bin, "crl", "-in", d.CRL(), "-CAfile", d.CACert(), "-noout")
+		// crl.pem's first CRL is the intermediate's.
+		out := mustOpenSSL(t, bin, "crl", "-in", d.CRL(), "-CAfile", d.IntermediateCert(), "-noout")
 		if !strings.Contains(out, "verify OK") {
 			t.Errorf("crl: %s", out)
 		}
-		// Control: before revocation, -crl_check accepts the client.
-		mustOpenSSL(t, bin, "verify", "-crl_check", "-CAfile", d.CACert(), "-CRLfile", d.CRL(), d.IssuedCert("ed"))
+		verify := func(cert string) (string, bool) {
+			return openssl(t, bin, "verify", "-crl_check_all", "-CAfile", d.CACert(), "-untrusted", cert, "-CRLfile", d.CRL(), cert)
+		}
+		// Control: before revocation, -crl_check_all (both CRLs) accepts the client.
+		if out, ok := verify(d.IssuedCert("ed")); !ok {
+			t.Fatalf("before revocation:\n%s", out)
+		}
 		mustRun(t, "pki", "revoke", d.IssuedCert("ed"), "--reason", "keyCompromise", "--dir", dir, "--passphrase-file", pass)
-		out, ok := openssl(t, bin, "verify", "-crl_check", "-CAfile", d.CACert(), "-CRLfile", d.CRL(), d.IssuedCert("ed"))
+		out, ok := verify(d.IssuedCert("ed"))
 		if ok || !strings.Contains(out, "certificate revoked") {
 			t.Errorf("revoked certificate not rejected:\n%s", out)
 		}
-		mustOpenSSL(t, bin, "verify", "-crl_check", "-CAfile", d.CACert(), "-CRLfile", d.CRL(), d.ServerCert())
+		if out, ok := verify(d.ServerCert()); !ok {
+			t.Errorf("the server, not revoked:\n%s", out)
+		}
 		text := mustOpenSSL(t, bin, "crl", "-in", d.CRL(), "-noout", "-text")
 		if !strings.Contains(text, "X509v3 CRL Number") || !strings.Contains(text, "Key Compromise") {
 			t.Errorf("CRL text:\n%s", text)
@@ -163,7 +180,7 @@ func TestPkiOpenSSLInterop(t *testing.T) {
 
 	t.Run("renewed certificate", func(t *testing.T) {
 		mustRun(t, "pki", "renew", d.ServerCert(), "--dir", dir, "--passphrase-file", pass)
-		mustOpenSSL(t, bin, "verify", "-CAfile", d.CACert(), "-purpose", "sslserver", d.ServerCert())
+		mustOpenSSL(t, bin, "verify", "-CAfile", d.CACert(), "-untrusted", d.ServerCert(), "-purpose", "sslserver", d.ServerCert())
 		mod1 := mustOpenSSL(t, bin, "pkey", "-in", d.ServerKey(), "-pubout")
 		mod2 := mustOpenSSL(t, bin, "x509", "-in", d.ServerCert(), "-noout", "-pubkey")
 		if mod1 != mod2 {

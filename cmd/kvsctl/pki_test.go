@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -184,11 +185,13 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "init", "--dir", f.path("new"), "--key-type", "ecdsa-p256", "--client", "alice", "--hosts", "a.example", "--hosts", "10.0.0.1,b.example"}
 			},
-			want: []string{"Created a CA", "ca.key", "ca.crt", "crl.pem", "inventory.json", "server.crt", "client.crt", "CN=alice",
+			want: []string{"Created a root CA, an issuing intermediate", "ca.key", "ca.crt", "intermediate.key", "intermediate.crt", "intermediates.pem",
+				"crl.pem", "inventory.json", "server.crt", "client.crt", "CN=alice", "(then the intermediate)", "kvsctl pki root export",
 				"DNS:a.example, DNS:b.example, IP:10.0.0.1", "export KVS_CERTS=", "kvsctl serve", "kvsctl put hello world", "kvsctl get hello"},
 			check: func(t *testing.T, f pkiFixture, _ string) {
 				d := pki.Dir(f.path("new"))
 				for path, mode := range map[string]fs.FileMode{string(d): 0o700 | fs.ModeDir, d.CAKey(): 0o600, d.ServerKey(): 0o600, d.ClientKey(): 0o600,
+					d.IntermediateKey(): 0o600, d.IntermediateCert(): 0o644, d.Intermediates(): 0o644,
 					d.CACert(): 0o644, d.ServerCert(): 0o644, d.ClientCert(): 0o644, d.CRL(): 0o644, d.Inventory(): 0o644} {
 					fi, err := os.Stat(path)
 					if err != nil || fi.Mode() != mode {
@@ -239,7 +242,7 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "init", "--dir", string(f.dir), "--key-type", "ecdsa-p256", "--force"}
 			},
-			want: []string{"Created a CA"},
+			want: []string{"Created a root CA, an issuing intermediate"},
 		},
 		{
 			name: "issue with flags after the arguments",
@@ -295,7 +298,7 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "inspect", f.dir.ServerCert()}
 			},
-			want: []string{"Subject:", "CN=kvsctl server", "Issuer:", "CN=kvsctl CA", "Serial:", "Valid until:", "left)", "DNS:localhost", "IP:127.0.0.1",
+			want: []string{"Subject:", "CN=kvsctl server", "Issuer:", "CN=kvsctl intermediate CA", "(2 of 2)", "CA:                yes, path length 0", "Authority key ID:", "Serial:", "Valid until:", "left)", "DNS:localhost", "IP:127.0.0.1",
 				"ECDSA P-256", "digitalSignature", "serverAuth", "CA:", "SHA-256:"},
 		},
 		{
@@ -303,7 +306,7 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "inspect", f.dir.CACert()}
 			},
-			want: []string{"yes, path length 0", "keyCertSign, cRLSign", "Self-signed:     yes"},
+			want: []string{"yes, path length 1", "keyCertSign, cRLSign", "Self-signed:     yes"},
 		},
 		{
 			name: "inspect a DER CRL as JSON",
@@ -342,7 +345,8 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "list", "--dir", string(f.dir)}
 			},
-			want: []string{"SERIAL", "NAME", "KIND", "NOT AFTER", "STATUS", "ca", "server", "client", "valid", "CRL number 1: 0 revoked"},
+			want: []string{"SERIAL", "NAME", "KIND", "ISSUER", "NOT AFTER", "STATUS", "root", "\n  intermediate  intermediate", "\n    server", "\n    client", "valid",
+				"CRL of CN=kvsctl intermediate CA", "CRL of CN=kvsctl root CA", "number 1, 0 revoked"},
 		},
 		{
 			name: "list --json",
@@ -351,7 +355,7 @@ func TestPkiCommands(t *testing.T) {
 			},
 			check: func(t *testing.T, f pkiFixture, out string) {
 				var l pki.Listing
-				if err := json.Unmarshal([]byte(out), &l); err != nil || l.Mode != "ca" || len(l.Certificates) != 3 || l.Certificates[1].Status != "valid" || l.CRL.Number != "1" {
+				if err := json.Unmarshal([]byte(out), &l); err != nil || l.Mode != "ca" || l.Layout != "hierarchy" || len(l.Certificates) != 4 || l.Certificates[1].Status != "valid" || l.Certificates[2].Depth != 2 || l.CRL.Number != "1" || len(l.CRLs) != 2 {
 					t.Errorf("JSON %s: %v", out, err)
 				}
 			},
@@ -369,7 +373,7 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "revoke", f.dir.ClientCert(), "--reason", "keyCompromise", "--dir", string(f.dir)}
 			},
-			want: []string{`revoked client certificate "client"`, "keyCompromise", "crl.pem, valid until"},
+			want: []string{`revoked client certificate "client"`, "keyCompromise", "crl.pem: CRL number 2 of CN=kvsctl intermediate CA", "valid until"},
 			check: func(t *testing.T, f pkiFixture, _ string) {
 				code, _, errs := runPKI(t, "pki", "verify", f.dir.ClientCert(), "--dir", string(f.dir))
 				if code != 1 || !strings.Contains(errs, "check failed: revocation: certificate serial") {
@@ -390,7 +394,7 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "crl", "--days", "3", "--dir", string(f.dir)}
 			},
-			want: []string{"crl.pem: CRL number 2, 0 revoked, valid until", "(in 2d 23h)"},
+			want: []string{"crl.pem: CRL number 2 of kvsctl intermediate CA", "0 revoked, valid until", "(in 2d 23h)", "crl.pem: CRL number 2 of kvsctl root CA", "(in 179d 23h)"},
 		},
 		{
 			name: "renew the root server certificate",
@@ -420,7 +424,7 @@ func TestPkiCommands(t *testing.T) {
 				pw := f.write(t, "pw", []byte("hunter2\n"), 0o600)
 				return []string{"pki", "export", "client", "--p12", f.path("client.p12"), "--password-file", pw, "--dir", string(f.dir)}
 			},
-			want: []string{"client.p12 (0600)", "its private key and the CA", "modern (AES-256-CBC"},
+			want: []string{"client.p12 (0600)", "its private key and the CA CN=kvsctl intermediate CA", ", the CA CN=kvsctl root CA", "modern (AES-256-CBC"},
 			check: func(t *testing.T, f pkiFixture, out string) {
 				if strings.Contains(out, "hunter2") {
 					t.Error("password printed")
@@ -452,7 +456,7 @@ func TestPkiCommands(t *testing.T) {
 				}
 				return []string{"pki", "--help"}
 			},
-			want: []string{"init", "issue", "sign", "inspect", "verify", "list", "revoke", "crl", "renew", "export", "trust"},
+			want: []string{"init", "issue", "sign", "inspect", "verify", "list", "revoke", "crl", "renew", "export", "trust", "csr", "ca", "root"},
 		},
 		{
 			name: "help after the arguments",
@@ -530,13 +534,14 @@ func TestPkiBadInput(t *testing.T) {
 			code: 1, want: "not a PEM or DER certificate",
 		},
 		{
-			name: "CA key does not match its certificate",
+			name:    "CA key does not match its certificate",
+			fixture: []string{"--flat"},
 			setup: func(t *testing.T, f pkiFixture) []string {
 				k, _ := pki.MarshalKey(ecKey(t), nil)
 				pki.WriteFileAtomic(f.dir.CAKey(), k, 0o600, true)
 				return []string{"pki", "issue", "client", "x", "--dir", string(f.dir)}
 			},
-			code: 1, want: "CA key does not match the CA certificate",
+			code: 1, want: "the key of CA CN=kvsctl CA,O=kvsctl local CA does not match its certificate",
 		},
 		{
 			name: "export a key that does not match",
@@ -635,20 +640,22 @@ func TestPkiBadInput(t *testing.T) {
 			code: 1, want: "hint: give the CA key's passphrase with --passphrase-file or KVS_CA_PASSPHRASE",
 		},
 		{
-			name: "expired CA",
+			name:    "expired CA",
+			fixture: []string{"--flat"},
 			setup: func(t *testing.T, f pkiFixture) []string {
 				writeCA(t, f, time.Now().Add(-pki.CAValidity-48*time.Hour))
 				return []string{"pki", "issue", "client", "x", "--dir", string(f.dir)}
 			},
-			code: 1, want: "CA certificate expired on",
+			code: 1, want: "CA certificate CN=kvsctl CA,O=kvsctl local CA expired on",
 		},
 		{
-			name: "not yet valid CA",
+			name:    "not yet valid CA",
+			fixture: []string{"--flat"},
 			setup: func(t *testing.T, f pkiFixture) []string {
 				writeCA(t, f, time.Now().Add(72*time.Hour))
-				return []string{"pki", "revoke", f.dir.ClientCert(), "--dir", string(f.dir)}
+				return []string{"pki", "crl", "--dir", string(f.dir)}
 			},
-			code: 1, want: "CA certificate is not valid until",
+			code: 1, want: "CA certificate CN=kvsctl CA,O=kvsctl local CA is not valid until",
 		},
 		{
 			name: "revoke an unknown serial",
@@ -673,12 +680,156 @@ func TestPkiBadInput(t *testing.T) {
 			code: 1, want: "already holds a self-signed PKI",
 		},
 		{
-			name: "group-readable CA key",
+			name:    "group-readable CA key",
+			fixture: []string{"--flat"},
 			setup: func(t *testing.T, f pkiFixture) []string {
 				os.Chmod(f.dir.CAKey(), 0o640)
 				return []string{"pki", "issue", "client", "x", "--dir", string(f.dir)}
 			},
 			code: 1, want: "run 'chmod 600 %ROOT%/certs/ca.key'",
+		},
+		{
+			name: "group-readable intermediate key",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				os.Chmod(f.dir.IntermediateKey(), 0o640)
+				return []string{"pki", "issue", "client", "x", "--dir", string(f.dir)}
+			},
+			code: 1, want: "run 'chmod 600 %ROOT%/certs/intermediate.key'",
+		},
+		{
+			name: "missing intermediate key",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				os.Remove(f.dir.IntermediateKey())
+				return []string{"pki", "issue", "client", "x", "--dir", string(f.dir)}
+			},
+			code: 1, want: "no key %ROOT%/certs/intermediate.key for the issuing CA CN=kvsctl intermediate CA",
+		},
+		{
+			name: "root key needed but offline",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				os.Remove(f.dir.CAKey())
+				return []string{"pki", "ca", "rotate", "--dir", string(f.dir)}
+			},
+			code: 1, want: "the root CA key %ROOT%/certs/ca.key is not here (taken offline?): it is needed to sign a new intermediate\nhint: bring the root key back with 'kvsctl pki root import FILE'",
+		},
+		{
+			name: "revoke an intermediate with the root key offline",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				os.Remove(f.dir.CAKey())
+				return []string{"pki", "revoke", "--intermediate", "--dir", string(f.dir)}
+			},
+			code: 1, want: "it is needed to revoke an intermediate (the root signs its CRL)",
+		},
+		{
+			name: "revoke an intermediate without --intermediate",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "revoke", f.dir.IntermediateCert(), "--dir", string(f.dir)}
+			},
+			code: 1, want: "revoking it makes every leaf it signed fail; confirm with --intermediate",
+		},
+		{
+			name: "TTL past the issuer",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				// A PKI made long ago, whose intermediate expires in 100 days.
+				past := time.Now().Add(-pki.IntermediateValidity + 100*24*time.Hour)
+				if _, err := pki.Init(context.Background(), pki.InitOptions{Dir: f.dir, Force: true, KeyType: pki.ECDSAP256, Hosts: []string{"localhost"}, Now: past}); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"pki", "issue", "client", "x", "--days", "101", "--dir", string(f.dir), "--key-type", "ecdsa-p256"}
+			},
+			code: 1, want: "would outlive its issuer CN=kvsctl intermediate CA",
+		},
+		{
+			name: "TTL too short",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "issue", "client", "x", "--ttl", "1m", "--dir", string(f.dir)}
+			},
+			code: 2, want: "--ttl 1m is too short: use at least 5m0s",
+		},
+		{
+			name: "TTL and days together",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "renew", f.dir.ClientCert(), "--ttl", "1h", "--days", "3", "--dir", string(f.dir)}
+			},
+			code: 2, want: "give --days or --ttl, not both",
+		},
+		{
+			name: "a TTL that is no duration",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "issue", "client", "x", "--ttl", "soon", "--dir", string(f.dir)}
+			},
+			code: 2, want: `invalid TTL "soon": use a duration such as 5m, 24h, 90d or 1d12h`,
+		},
+		{
+			name:    "a name outside the name constraints",
+			fixture: []string{"--permit-dns", "example.com", "--permit-dns", "localhost", "--permit-ip", "127.0.0.0/8", "--permit-ip", "::1/128"},
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "issue", "server", "evil", "--hosts", "www.google.com", "--dir", string(f.dir), "--key-type", "ecdsa-p256"}
+			},
+			code: 1, want: "DNS name www.google.com is outside the name constraints of CA CN=kvsctl intermediate CA",
+		},
+		{
+			name:    "an IP outside the name constraints, in a CSR",
+			fixture: []string{"--permit-dns", "localhost", "--permit-ip", "127.0.0.0/8"},
+			setup: func(t *testing.T, f pkiFixture) []string {
+				csr := f.write(t, "w.csr", csrPEM(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "w"}, IPAddresses: []net.IP{net.ParseIP("10.9.9.9")}}), 0o644)
+				return []string{"pki", "sign", csr, "--profile", "server", "--dir", string(f.dir)}
+			},
+			code: 1, want: "IP address 10.9.9.9 is outside the name constraints of CA CN=kvsctl intermediate CA",
+		},
+		{
+			name: "retire the only root",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "ca", "retire", pki.Fingerprint(certOf(t, f.dir.CACert()).Raw), "--dir", string(f.dir)}
+			},
+			code: 1, want: "is the only root of",
+		},
+		{
+			name: "retire an unknown root",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "ca", "retire", "deadbeef00", "--dir", string(f.dir)}
+			},
+			code: 1, want: "no root of %ROOT%/certs/ca.crt has the fingerprint deadbeef00",
+		},
+		{
+			name: "rotate while another command holds the lock",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				holdLock(t, f.dir)
+				return []string{"pki", "ca", "rotate", "--dir", string(f.dir)}
+			},
+			code: 1, want: "another kvsctl command holds the lock",
+		},
+		{
+			name:    "rotate a flat PKI without --root",
+			fixture: []string{"--flat"},
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "ca", "rotate", "--dir", string(f.dir)}
+			},
+			code: 1, want: "is a flat PKI: its CA signs leaves itself and cannot sign an intermediate",
+		},
+		{
+			name: "export the root key into the PKI directory",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				return []string{"pki", "root", "export", f.dir.Path("offline.key"), "--dir", string(f.dir)}
+			},
+			code: 1, want: "an offline root key belongs on another medium",
+		},
+		{
+			name: "import a key that is not the root's",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				os.Remove(f.dir.CAKey())
+				k, _ := pki.MarshalKey(ecKey(t), nil)
+				return []string{"pki", "root", "import", f.write(t, "other.key", k, 0o600), "--dir", string(f.dir)}
+			},
+			code: 1, want: "is not the key of the current root",
+		},
+		{
+			name: "csr over an existing key",
+			setup: func(t *testing.T, f pkiFixture) []string {
+				key := f.write(t, "web.key", []byte("precious"), 0o600)
+				return []string{"pki", "csr", "web", "--key", key, "--out", f.path("web.csr")}
+			},
+			code: 1, want: "web.key already exists",
 		},
 		{
 			name: "export without a password",
@@ -693,7 +844,7 @@ func TestPkiBadInput(t *testing.T) {
 				other := newFixture(t)
 				return []string{"pki", "renew", other.dir.ClientCert(), "--reuse-key", "--dir", string(f.dir)}
 			},
-			code: 1, want: "was not issued by the CA",
+			code: 1, want: "was not issued by a CA in",
 		},
 		{
 			name: "trust a certificate that is not a CA",
@@ -790,7 +941,7 @@ func TestPkiListWarnsAboutCRL(t *testing.T) {
 	if code != 0 || !strings.Contains(errs, "kvsctl: warning: the CRL expires in 23h") || !strings.Contains(errs, "run 'kvsctl pki crl'") {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
-	if !regexp.MustCompile(`CRL number 1: 0 revoked, next update .* \(in 23h \d+m\)`).MatchString(out) {
+	if !regexp.MustCompile(`CRL of CN=kvsctl intermediate CA .*: number 1, 0 revoked, next update .* \(in 23h \d+m\)`).MatchString(out) {
 		t.Errorf("stdout %q", out)
 	}
 	mustRun(t, "pki", "crl", "--dir", string(f.dir))
@@ -814,14 +965,16 @@ func TestPkiEncryptedCAKey(t *testing.T) {
 	} {
 		all.WriteString(mustRun(t, args...))
 	}
-	if !strings.Contains(all.String(), "encrypted with your passphrase") {
+	if !strings.Contains(all.String(), "root CA private key (0600, encrypted)") || !strings.Contains(all.String(), "issuing CA private key (0600, encrypted)") {
 		t.Errorf("init does not say the key is encrypted:\n%s", all.String())
 	}
 	if strings.Contains(all.String(), "s3cret") {
 		t.Error("passphrase printed")
 	}
-	if data := mustRead(t, filepath.Join(dir, "ca.key")); !bytes.Contains(data, []byte("ENCRYPTED PRIVATE KEY")) {
-		t.Error("CA key not encrypted")
+	for _, k := range []string{"ca.key", "intermediate.key"} {
+		if data := mustRead(t, filepath.Join(dir, k)); !bytes.Contains(data, []byte("ENCRYPTED PRIVATE KEY")) {
+			t.Errorf("CA key %s not encrypted", k)
+		}
 	}
 }
 

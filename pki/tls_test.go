@@ -198,3 +198,47 @@ func TestTLSSelfSignedPinsExactly(t *testing.T) {
 		t.Fatal("client accepted a server it does not pin")
 	}
 }
+
+// TestClientTLSReloads: a ClientTLS hands out the certificate and CA
+// bundle on disk: a renewed certificate and a new bundle are used for the
+// next configuration once the files change, a broken file keeps the last
+// good configuration, and unchanged files are not re-read.
+func TestClientTLSReloads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newPKI(t, false)
+	files, err := d.ClientFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := files.NewClientTLS(TLSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct.CheckEvery = time.Nanosecond
+	leaf := func() *x509.Certificate { return ct.Config().Certificates[0].Leaf }
+	first := leaf()
+	if again := leaf(); again != first {
+		t.Error("unchanged files were loaded again")
+	}
+	if _, err := Renew(ctx, RenewOptions{Dir: d, CertFile: d.ClientCert()}); err != nil {
+		t.Fatal(err)
+	}
+	renewed := leaf()
+	if renewed.Equal(first) || !renewed.Equal(mustLoadCert(t, d.ClientCert())) {
+		t.Fatalf("after renewal the config holds serial %s, want the renewed %s", SerialHex(renewed), SerialHex(mustLoadCert(t, d.ClientCert())))
+	}
+	// A root rotation: the bundle grows, and the new root is trusted.
+	rot, err := Rotate(ctx, RotateOptions{Dir: d, Root: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rot.Intermediate.Verify(x509.VerifyOptions{Roots: ct.Config().RootCAs}); err != nil {
+		t.Errorf("after a root rotation the new intermediate does not verify against the reloaded pool: %v", err)
+	}
+	// A broken key keeps the last good configuration, and says why.
+	writeFile(t, d.ClientKey(), []byte("not a key"), KeyMode)
+	if got := leaf(); !got.Equal(renewed) || ct.Err() == nil {
+		t.Errorf("a broken key file: config holds %s, err %v; want the last good one and an error", SerialHex(got), ct.Err())
+	}
+}

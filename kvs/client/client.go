@@ -38,7 +38,9 @@ type Config struct {
 	TLS pki.TLSOptions
 	// TLSConfig, when set, is used as it is instead of loading Files:
 	// for clients that share one session cache, or present an unusual
-	// certificate. It is cloned, never modified.
+	// certificate. It is cloned, never modified. Without it the client
+	// re-reads Files when they change (a renewed certificate, a rotated
+	// CA bundle), for new connections.
 	TLSConfig *tls.Config
 
 	HTTP1   bool          // HTTP/1.1 only (default: HTTP/2 when the server offers it)
@@ -53,6 +55,7 @@ type Client struct {
 	base   *url.URL
 	hc     *http.Client
 	tr     *http.Transport
+	tls    func() *tls.Config // the configuration of a new connection
 	closed atomic.Bool
 }
 
@@ -61,14 +64,16 @@ var _ kvs.Store = (*Client)(nil)
 // New loads the TLS files (unless cfg.TLSConfig is given) and prepares a
 // client; it does not connect.
 func New(cfg Config) (*Client, error) {
-	tlsCfg := cfg.TLSConfig
-	if tlsCfg == nil {
-		var err error
-		if tlsCfg, err = cfg.Files.ClientConfig(cfg.TLS); err != nil {
+	var tlsOf func() *tls.Config
+	if cfg.TLSConfig == nil {
+		ct, err := cfg.Files.NewClientTLS(cfg.TLS)
+		if err != nil {
 			return nil, err
 		}
+		tlsOf = ct.Config
 	} else {
-		tlsCfg = tlsCfg.Clone() // the HTTP/2 transport writes to it
+		fixed := cfg.TLSConfig.Clone()
+		tlsOf = func() *tls.Config { return fixed }
 	}
 	server := cfg.Server
 	if server == "" {
@@ -87,11 +92,29 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	protos := []string{"h2", "http/1.1"}
+	if cfg.HTTP1 {
+		protos = []string{"http/1.1"}
+	}
+	c := &Client{base: base}
+	c.tls = func() *tls.Config {
+		t := tlsOf().Clone()
+		if t.ServerName == "" {
+			t.ServerName = base.Hostname()
+		}
+		t.NextProtos = protos
+		return t
+	}
+	nd := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     tlsCfg,
-		TLSHandshakeTimeout: 10 * time.Second,
+		Proxy: nil,
+		// Every connection takes the TLS configuration of the moment, so
+		// that reloaded files apply to the next connection.
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second) // dial and handshake
+			defer cancel()
+			return (&tls.Dialer{NetDialer: nd, Config: c.tls()}).DialContext(ctx, network, addr)
+		},
 		ForceAttemptHTTP2:   !cfg.HTTP1,
 		MaxIdleConns:        cfg.MaxIdle,
 		MaxIdleConnsPerHost: cfg.MaxIdle,
@@ -101,7 +124,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.HTTP1 {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
-	return &Client{base: base, tr: tr, hc: &http.Client{Transport: tr, Timeout: cfg.Timeout}}, nil
+	c.tr, c.hc = tr, &http.Client{Transport: tr, Timeout: cfg.Timeout}
+	return c, nil
 }
 
 // Close releases idle connections. Calls after Close return
@@ -318,7 +342,7 @@ func (c *Client) probe(ctx context.Context) error {
 	if c.base.Port() == "" {
 		addr = net.JoinHostPort(c.base.Hostname(), "443")
 	}
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: probeWait}, Config: c.tr.TLSClientConfig}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: probeWait}, Config: c.tls()}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err == nil {
 		defer conn.Close()

@@ -42,6 +42,10 @@ type Config struct {
 	// re-reads Files when they change (a renewed certificate, a rotated
 	// CA bundle), for new connections.
 	TLSConfig *tls.Config
+	// TLSConfigFunc, when set (and TLSConfig is not), returns the
+	// configuration of each new connection: for clients that share one
+	// session cache and one reloading set of files ([pki.ClientTLS]).
+	TLSConfigFunc func() *tls.Config
 
 	HTTP1   bool          // HTTP/1.1 only (default: HTTP/2 when the server offers it)
 	NewConn bool          // a new TLS connection for every request (measures handshakes)
@@ -64,14 +68,15 @@ var _ kvs.Store = (*Client)(nil)
 // New loads the TLS files (unless cfg.TLSConfig is given) and prepares a
 // client; it does not connect.
 func New(cfg Config) (*Client, error) {
-	var tlsOf func() *tls.Config
-	if cfg.TLSConfig == nil {
+	tlsOf := cfg.TLSConfigFunc
+	switch {
+	case cfg.TLSConfig == nil && tlsOf == nil:
 		ct, err := cfg.Files.NewClientTLS(cfg.TLS)
 		if err != nil {
 			return nil, err
 		}
 		tlsOf = ct.Config
-	} else {
+	case cfg.TLSConfig != nil:
 		fixed := cfg.TLSConfig.Clone()
 		tlsOf = func() *tls.Config { return fixed }
 	}

@@ -38,7 +38,7 @@ func Hold(ctx context.Context, cfg HoldConfig) (*Held, error) {
 		return nil, err
 	}
 	cc := cfg.Client
-	cc.NewConn, cc.MaxIdle, cc.TLSConfig = false, 1, tlsCfg
+	cc.NewConn, cc.MaxIdle, cc.TLSConfig, cc.TLSConfigFunc = false, 1, nil, tlsCfg
 	h := &Held{clients: make([]*client.Client, cfg.Conns)}
 	for i := range h.clients {
 		c, err := client.New(cc)

@@ -189,5 +189,5 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	elapsed := time.Since(start)
 	close(finished)
 	pwg.Wait()
-	return summarize(cfg, workers, elapsed, tlsCfg.ClientSessionCache != nil), nil
+	return summarize(cfg, workers, elapsed, tlsCfg().ClientSessionCache != nil), nil
 }

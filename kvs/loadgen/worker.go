@@ -33,11 +33,11 @@ type worker struct {
 
 // newWorkers makes one worker per client, each with a client of its own
 // sharing tlsCfg (and so its session cache), and a value of its own.
-func newWorkers(cfg Config, tlsCfg *tls.Config) ([]*worker, error) {
+func newWorkers(cfg Config, tlsCfg func() *tls.Config) ([]*worker, error) {
 	workers := make([]*worker, cfg.Clients)
 	for i := range workers {
 		cc := cfg.Client
-		cc.TLSConfig = tlsCfg
+		cc.TLSConfig, cc.TLSConfigFunc = nil, tlsCfg
 		c, err := client.New(cc)
 		if err != nil {
 			for _, w := range workers[:i] {
@@ -191,9 +191,9 @@ func (w *worker) do(ctx context.Context, op Op, cfg Config) error {
 
 // preload writes every key once over keep-alive connections, whatever the
 // run's connection settings.
-func preload(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
+func preload(ctx context.Context, cfg Config, tlsCfg func() *tls.Config) error {
 	cc := cfg.Client
-	cc.NewConn, cc.TLSConfig = false, tlsCfg
+	cc.NewConn, cc.TLSConfig, cc.TLSConfigFunc = false, nil, tlsCfg
 	var (
 		next     atomic.Int64
 		firstErr error
@@ -237,19 +237,21 @@ func preload(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
 }
 
 // sharedTLS is the TLS configuration every client of a run shares (and so
-// its session cache): cc.TLSConfig, or one loaded from cc.Files. With
-// NoResume it has no session cache.
-func sharedTLS(cc client.Config) (*tls.Config, error) {
-	cfg := cc.TLSConfig
-	if cfg == nil {
-		var err error
-		if cfg, err = cc.Files.ClientConfig(cc.TLS); err != nil {
-			return nil, err
+// its session cache), as a function of the moment: cc.TLSConfig, or the
+// files of cc.Files as they are on disk (a long run picks up a renewed
+// certificate or a rotated CA bundle). With NoResume it has no session
+// cache.
+func sharedTLS(cc client.Config) (func() *tls.Config, error) {
+	if cfg := cc.TLSConfig; cfg != nil {
+		if cc.TLS.NoResume {
+			cfg = cfg.Clone()
+			cfg.ClientSessionCache = nil
 		}
+		return func() *tls.Config { return cfg }, nil
 	}
-	if cc.TLS.NoResume {
-		cfg = cfg.Clone()
-		cfg.ClientSessionCache = nil
+	ct, err := cc.Files.NewClientTLS(cc.TLS)
+	if err != nil {
+		return nil, err
 	}
-	return cfg, nil
+	return ct.Config, nil
 }

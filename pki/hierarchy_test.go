@@ -328,7 +328,7 @@ func TestRootKeyOffline(t *testing.T) {
 	// What needs the root says so, and writes nothing.
 	before := dirFiles(t, d)
 	for name, op := range map[string]func() error{
-		"rotate":               func() error { _, err := Rotate(ctx, RotateOptions{Dir: d}); return err },
+		"rotate":                func() error { _, err := Rotate(ctx, RotateOptions{Dir: d}); return err },
 		"revoke --intermediate": func() error { _, err := Revoke(ctx, RevokeOptions{Dir: d, Intermediate: true}); return err },
 	} {
 		if err := op(); !errors.Is(err, ErrRootOffline) || !strings.Contains(err.Error(), "it is needed to") {

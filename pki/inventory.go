@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// ExpiringWithin is how close to its end a certificate is called expiring.
+// ExpiringWithin is how close to its end a certificate is called expiring;
+// a short-lived one is called so in the last third of its life.
 const ExpiringWithin = 30 * 24 * time.Hour
 
 // Record is one certificate the CA issued. It lists every subject
@@ -68,7 +69,7 @@ func (r Record) Status(now time.Time) string {
 		return "expired"
 	case now.Before(r.NotBefore):
 		return "not yet valid"
-	case r.NotAfter.Sub(now) < ExpiringWithin:
+	case r.NotAfter.Sub(now) < min(ExpiringWithin, r.NotAfter.Sub(r.NotBefore)/3):
 		return "expiring"
 	}
 	return "valid"

@@ -378,7 +378,9 @@ func TestInventoryStatuses(t *testing.T) {
 		nb, na time.Time
 	}{
 		{"fresh", time.Time{}, time.Time{}},
-		{"soon", now.Add(-time.Hour), now.Add(10 * 24 * time.Hour)},
+		{"soon", now.Add(-60 * 24 * time.Hour), now.Add(10 * 24 * time.Hour)},
+		{"short", now.Add(-time.Minute), now.Add(time.Hour)},                   // short-lived, in the first third of its life
+		{"shortending", now.Add(-50 * time.Minute), now.Add(10 * time.Minute)}, // and in the last third
 		{"old", now.Add(-60 * 24 * time.Hour), now.Add(-24 * time.Hour)},
 		{"future", now.Add(24 * time.Hour), now.Add(48 * time.Hour)},
 		{"bad", time.Time{}, time.Time{}},
@@ -398,7 +400,7 @@ func TestInventoryStatuses(t *testing.T) {
 	for _, c := range l.Certificates {
 		got[c.Name] = c.Status
 	}
-	want := map[string]string{"root": "valid", "intermediate": "valid", "server": "valid", "client": "valid", "fresh": "valid", "soon": "expiring", "old": "expired", "future": "not yet valid", "bad": "revoked"}
+	want := map[string]string{"root": "valid", "intermediate": "valid", "server": "valid", "client": "valid", "fresh": "valid", "soon": "expiring", "short": "valid", "shortending": "expiring", "old": "expired", "future": "not yet valid", "bad": "revoked"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s: status %q, want %q", k, got[k], v)

@@ -38,10 +38,13 @@ type Check struct {
 // VerifyReport is the outcome of [Verify]: every check, passed, failed or
 // skipped.
 type VerifyReport struct {
-	Subject string  `json:"subject"`
-	Serial  string  `json:"serial"`
-	OK      bool    `json:"ok"` // no check failed
-	Checks  []Check `json:"checks"`
+	Subject string `json:"subject"`
+	Serial  string `json:"serial"`
+	// SANs are the certificate's subject alternative names, each with its
+	// type (DNS:, IP:, email:, URI:).
+	SANs   []string `json:"sans,omitempty"`
+	OK     bool     `json:"ok"` // no check failed
+	Checks []Check  `json:"checks"`
 }
 
 // Failed returns the checks that failed.
@@ -85,6 +88,9 @@ func Verify(o VerifyOptions) *VerifyReport {
 	}
 	leaf := o.Certs[0]
 	r := &VerifyReport{Subject: leaf.Subject.String(), Serial: SerialHex(leaf)}
+	for _, s := range NewRecord("", "", "", leaf, nil).sans() {
+		r.SANs = append(r.SANs, s.String())
+	}
 	add := func(name, result, format string, a ...any) {
 		r.Checks = append(r.Checks, Check{Name: name, Result: result, Detail: fmt.Sprintf(format, a...)})
 	}

@@ -336,6 +336,13 @@ func pkiYesNo(b bool) string {
 
 func pkiPrintVerify(w io.Writer, file string, r *pki.VerifyReport) {
 	fmt.Fprintf(w, "%s: %s, serial %s\n", file, safe(r.Subject), r.Serial)
+	if len(r.SANs) > 0 {
+		sans := make([]string, len(r.SANs))
+		for i, s := range r.SANs {
+			sans[i] = safe(s)
+		}
+		fmt.Fprintf(w, "  SANs: %s\n", strings.Join(sans, ", "))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range r.Checks {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", strings.ToUpper(c.Result), c.Name, safeText(c.Detail))

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"net"
@@ -132,8 +133,10 @@ func TestRotateIntermediate(t *testing.T) {
 	for _, c := range l.Certificates {
 		tree = append(tree, strings.Repeat(" ", c.Depth)+c.Name)
 	}
-	// The root, its intermediates (each with its leaves), in order.
-	want := "root| intermediate|  server|  client|  alice| intermediate|  bob|  server"
+	// The root, its intermediates (each with its leaves), in order; a CA is
+	// named after its key identifier.
+	want := fmt.Sprintf("root-%x| intermediate-%x|  server|  client|  alice| intermediate-%x|  bob|  server",
+		r.Root.SubjectKeyId[:4], old.SubjectKeyId[:4], r.Intermediate.SubjectKeyId[:4])
 	if got := strings.Join(tree, "|"); got != want {
 		t.Errorf("list tree %q, want %q", got, want)
 	}

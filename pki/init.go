@@ -286,8 +286,8 @@ func initHierarchy(opts InitOptions, keys []crypto.Signer, res *InitResult) ([]p
 		return nil, err
 	}
 	inv := &Inventory{Certificates: []Record{
-		NewRecord("root", KindRoot, "ca.crt", root.Cert, nil),
-		NewRecord("intermediate", KindIntermediate, "intermediate.crt", inter.Cert, root.Cert),
+		NewRecord(caName(KindRoot, root.Cert), KindRoot, "ca.crt", root.Cert, nil),
+		NewRecord(caName(KindIntermediate, inter.Cert), KindIntermediate, "intermediate.crt", inter.Cert, root.Cert),
 		NewRecord("server", "server", "server.crt", res.Server, inter.Cert),
 		NewRecord("client", "client", "client.crt", res.Client, inter.Cert),
 	}}

@@ -207,3 +207,14 @@ func NormalizeSerial(s string) string {
 	}
 	return s
 }
+
+// caName is the inventory name of a CA of a hierarchy: its kind and the
+// first four bytes of its key identifier, as in its common name
+// ("intermediate-261c8995"), so that the CAs of several generations read
+// apart.
+func caName(kind string, c *x509.Certificate) string {
+	if len(c.SubjectKeyId) < 4 {
+		return kind
+	}
+	return fmt.Sprintf("%s-%x", kind, c.SubjectKeyId[:4])
+}

@@ -178,14 +178,14 @@ func (r *rotation) planFiles(inv *Inventory, b *crlBundle, keys []crypto.Signer)
 		return err
 	}
 	r.files = append(r.files, pendingFile{d.IntermediateKey(), interKey, KeyMode}, pendingFile{d.IntermediateCert(), PEMCert(r.inter.Cert.Raw), CertMode})
-	inv.Certificates = append(inv.Certificates, NewRecord("intermediate", KindIntermediate, "intermediate.crt", r.inter.Cert, r.root.Cert))
+	inv.Certificates = append(inv.Certificates, NewRecord(caName(KindIntermediate, r.inter.Cert), KindIntermediate, "intermediate.crt", r.inter.Cert, r.root.Cert))
 	if o.Root {
 		rootKey, err := MarshalKey(keys[1], o.Passphrase)
 		if err != nil {
 			return err
 		}
 		r.files = append(r.files, pendingFile{d.CAKey(), rootKey, KeyMode})
-		inv.Certificates = append(inv.Certificates, NewRecord("root", KindRoot, "ca.crt", r.root.Cert, nil))
+		inv.Certificates = append(inv.Certificates, NewRecord(caName(KindRoot, r.root.Cert), KindRoot, "ca.crt", r.root.Cert, nil))
 	}
 	rl, err := r.inter.nextCRL(inv, nil, o.CRLDays, o.Now)
 	if err != nil {

@@ -376,9 +376,9 @@ func pkiPrintList(w io.Writer, l *pki.Listing) {
 		}
 		issuer := "-"
 		if c.Issuer != "" {
-			issuer = safe(pkiShortSerial(c.Issuer))
-			if n := names[c.Issuer]; n != "" {
-				issuer = safe(n) + " " + issuer
+			issuer = safe(names[c.Issuer])
+			if issuer == "" {
+				issuer = "serial " + safe(pkiShortSerial(c.Issuer))
 			}
 		}
 		name := strings.Repeat("  ", c.Depth) + safe(c.Name)

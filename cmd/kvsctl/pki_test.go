@@ -345,7 +345,7 @@ func TestPkiCommands(t *testing.T) {
 			setup: func(t *testing.T, f pkiFixture) []string {
 				return []string{"pki", "list", "--dir", string(f.dir)}
 			},
-			want: []string{"SERIAL", "NAME", "KIND", "ISSUER", "NOT AFTER", "STATUS", "root", "\n  intermediate  intermediate", "\n    server", "\n    client", "valid",
+			want: []string{"SERIAL", "NAME", "KIND", "ISSUER", "NOT AFTER", "STATUS", "root", "\n  intermediate-", "  intermediate  ", "\n    server", "\n    client", "valid",
 				"CRL of CN=kvsctl intermediate CA", "CRL of CN=kvsctl root CA", "number 1, 0 revoked"},
 		},
 		{

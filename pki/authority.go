@@ -138,19 +138,27 @@ func (a *authority) loadCA(c *x509.Certificate, passphrase []byte, now time.Time
 	if err != nil {
 		return nil, err
 	}
-	ca := &CA{Cert: c, Key: key}
-	if !isRoot(c) {
-		for p := a.issuerOf(c); p != nil; p = a.issuerOf(p) {
-			ca.Chain = append(ca.Chain, p)
-			if isRoot(p) || len(ca.Chain) > 4 {
-				break
-			}
-		}
+	st, err := a.dir.LoadSettings()
+	if err != nil {
+		return nil, err
 	}
+	ca := &CA{Cert: c, Key: key, Chain: a.chainOf(c)[1:], CRLURL: st.CRLURL}
 	if err := ca.check(now); err != nil {
 		return nil, err
 	}
 	return ca, nil
+}
+
+// chainOf is c and the CAs above it, up to its root.
+func (a *authority) chainOf(c *x509.Certificate) []*x509.Certificate {
+	chain := []*x509.Certificate{c}
+	for p := c; !isRoot(p) && len(chain) < 6; {
+		if p = a.issuerOf(p); p == nil {
+			break
+		}
+		chain = append(chain, p)
+	}
+	return chain
 }
 
 // issuingCA loads the CA that signs new leaves, with its key, and checks

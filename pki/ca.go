@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -71,6 +72,10 @@ type CA struct {
 	// a root. A leaf's file holds the leaf and Cert when Chain is not
 	// empty.
 	Chain []*x509.Certificate
+	// CRLURL, when set, is the base URL of the CRL distribution points:
+	// every certificate the CA signs names CRLURL/SERIAL, SERIAL being the
+	// CA's (see [Settings]).
+	CRLURL string
 }
 
 // NewSerial returns a random positive 128-bit serial number.
@@ -145,6 +150,7 @@ type caSpec struct {
 	pathLen   int
 	life      time.Duration
 	nc        NameConstraints
+	crlURL    string // the CA's own CRLURL, for what it signs
 }
 
 // newCA creates a CA certificate for key, signed by parent (self-signed
@@ -182,6 +188,9 @@ func newCA(spec caSpec, key crypto.Signer, parent *CA, now time.Time) (*CA, erro
 			tmpl.NotAfter = parent.Cert.NotAfter
 		}
 		tmpl.AuthorityKeyId = parent.Cert.SubjectKeyId
+		if parent.CRLURL != "" {
+			tmpl.CRLDistributionPoints = []string{crlPoint(parent.CRLURL, parent.Cert)}
+		}
 		issuer, signer = parent.Cert, parent.Key
 		chain = append([]*x509.Certificate{parent.Cert}, parent.Chain...)
 	}
@@ -193,7 +202,7 @@ func newCA(spec caSpec, key crypto.Signer, parent *CA, now time.Time) (*CA, erro
 	if err != nil {
 		return nil, fmt.Errorf("parse new CA certificate: %w", err)
 	}
-	return &CA{Cert: cert, Key: key, Chain: chain}, nil
+	return &CA{Cert: cert, Key: key, Chain: chain, CRLURL: spec.crlURL}, nil
 }
 
 // LoadCA loads the issuing CA of a PKI directory, the one that signs new
@@ -249,6 +258,8 @@ type LeafRequest struct {
 	// fitIssuer shortens a validity past the issuer's expiry to end with
 	// the issuer rather than refusing it (renewal with the old lifetime).
 	fitIssuer bool
+	// minTTL, when set, replaces MinLeafTTL (the online CA's shorter bound).
+	minTTL time.Duration
 }
 
 // explicit reports whether the request asks for a lifetime, rather than
@@ -284,8 +295,8 @@ func (r LeafRequest) lifetime() (time.Duration, error) {
 	case r.TTL != 0 && r.Days != 0:
 		return 0, errors.New("give the validity in days or as a TTL, not both")
 	case r.TTL != 0:
-		if r.TTL < MinLeafTTL {
-			return 0, fmt.Errorf("a TTL of %s is too short: use at least %s", r.TTL, MinLeafTTL)
+		if least := cmp.Or(r.minTTL, MinLeafTTL); r.TTL < least {
+			return 0, fmt.Errorf("a TTL of %s is too short: use at least %s", r.TTL, least)
 		}
 		if r.TTL > maxLife {
 			return 0, fmt.Errorf("a TTL of %s is too long: use at most %dd", r.TTL, MaxLeafDays)
@@ -357,19 +368,21 @@ func (r LeafRequest) template(now time.Time) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               r.Subject,
-		NotBefore:             nb,
-		NotAfter:              na,
-		KeyUsage:              keyUsageFor(r.PublicKey),
-		ExtKeyUsage:           []x509.ExtKeyUsage{r.Profile.ExtKeyUsage()},
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		SubjectKeyId:          skid,
-		EmailAddresses:        r.Emails,
-		RawSubject:            r.rawSubject,
+	t, err := r.sans()
+	if err != nil {
+		return nil, err
 	}
+	t.SerialNumber, t.Subject, t.NotBefore, t.NotAfter = serial, r.Subject, nb, na
+	t.KeyUsage, t.ExtKeyUsage = keyUsageFor(r.PublicKey), []x509.ExtKeyUsage{r.Profile.ExtKeyUsage()}
+	t.BasicConstraintsValid, t.IsCA, t.SubjectKeyId, t.RawSubject = true, false, skid, r.rawSubject
+	return t, nil
+}
+
+// sans is a template that carries only the request's SANs: its hosts as
+// DNS names and IP addresses, its e-mail addresses and its URIs, each
+// checked.
+func (r LeafRequest) sans() (*x509.Certificate, error) {
+	t := &x509.Certificate{EmailAddresses: r.Emails}
 	for _, h := range r.Hosts {
 		if h != "" && !IsHostName(h) {
 			return nil, fmt.Errorf("invalid host %q: use a DNS name or an IP address", h)
@@ -412,6 +425,9 @@ func (ca *CA) Sign(req LeafRequest, now time.Time) (*x509.Certificate, error) {
 	}
 	if err := checkNames(t, append([]*x509.Certificate{ca.Cert}, ca.Chain...)); err != nil {
 		return nil, err
+	}
+	if ca.CRLURL != "" {
+		t.CRLDistributionPoints = []string{crlPoint(ca.CRLURL, ca.Cert)}
 	}
 	t.AuthorityKeyId = ca.Cert.SubjectKeyId
 	return create(t, ca.Cert, req.PublicKey, ca.Key)

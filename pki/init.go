@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -43,7 +44,11 @@ type InitOptions struct {
 	// with ConstrainRoot on the root too (and on a flat CA).
 	Constraints   NameConstraints
 	ConstrainRoot bool
-	Now           time.Time
+	// CRLURL, when set, is the base URL of the CRL distribution point put
+	// in every certificate the CAs sign (see [Settings]); kept in
+	// settings.json.
+	CRLURL string
+	Now    time.Time
 }
 
 // InitResult says what [Init] created.
@@ -111,6 +116,13 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 	files = append(files, leaves...)
+	if opts.CRLURL != "" {
+		data, err := json.MarshalIndent(Settings{CRLURL: opts.CRLURL}, "", "  ")
+		if err != nil {
+			return nil, fmt.Errorf("encode settings: %w", err)
+		}
+		files = append(files, pendingFile{d.SettingsFile(), append(data, '\n'), CertMode})
+	}
 	if err := writeAll(files, opts.Force); err != nil {
 		return nil, err
 	}
@@ -130,7 +142,10 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 func removeStale(d Dir, opts InitOptions) error {
 	var stale []string
 	if opts.SelfSigned {
-		stale = append(stale, d.CACert(), d.CAKey(), d.CRL(), d.Inventory())
+		stale = append(stale, d.CACert(), d.CAKey(), d.CRL(), d.Inventory(), d.Tokens())
+	}
+	if opts.CRLURL == "" {
+		stale = append(stale, d.SettingsFile())
 	}
 	if opts.SelfSigned || opts.Flat {
 		stale = append(stale, d.IntermediateCert(), d.IntermediateKey(), d.Intermediates())
@@ -155,8 +170,11 @@ func checkInit(opts *InitOptions) error {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
-	if opts.SelfSigned && (opts.Flat || !opts.Constraints.Empty()) {
-		return errors.New("self-signed mode has no CA: --flat and name constraints need a CA")
+	if opts.SelfSigned && (opts.Flat || !opts.Constraints.Empty() || opts.CRLURL != "") {
+		return errors.New("self-signed mode has no CA: --flat, name constraints and a CRL URL need a CA")
+	}
+	if err := CheckCRLURL(opts.CRLURL); err != nil {
+		return err
 	}
 	if opts.Hosts == nil {
 		for _, h := range DefaultHosts() {
@@ -232,6 +250,7 @@ func initFlat(opts InitOptions, keys []crypto.Signer, res *InitResult) ([]pendin
 		}
 	}
 	res.CA = ca.Cert
+	ca.CRLURL = opts.CRLURL
 	if err := signInitLeaves(opts, ca, keys, res); err != nil {
 		return nil, err
 	}
@@ -277,10 +296,12 @@ func initHierarchy(opts InitOptions, keys []crypto.Signer, res *InitResult) ([]p
 	if err != nil {
 		return nil, err
 	}
+	root.CRLURL = opts.CRLURL
 	inter, err := root.NewIntermediate(keys[3], opts.Constraints, opts.Now)
 	if err != nil {
 		return nil, err
 	}
+	inter.CRLURL = opts.CRLURL
 	res.CA, res.Intermediate = root.Cert, inter.Cert
 	if err := signInitLeaves(opts, inter, keys, res); err != nil {
 		return nil, err

@@ -34,6 +34,7 @@ type Issued struct {
 	Cert     *x509.Certificate
 	CertFile string
 	KeyFile  string // empty when the key is not ours (signed CSR)
+	Chain    []byte // the certificate file's content: PEM, the leaf then its intermediate
 	Record   Record
 }
 
@@ -81,15 +82,27 @@ func Issue(ctx context.Context, o IssueOptions) (*Issued, error) {
 		Profile: o.Profile, Subject: pkix.Name{CommonName: o.Name}, Hosts: o.Hosts, Emails: o.Emails, URIs: o.URIs,
 		Days: o.Days, TTL: o.TTL, PublicKey: keys[0].Public(), NotBefore: o.notBefore, NotAfter: o.notAfter,
 	}
-	return ca.issueAndRecord(o.Dir, o.Name, req, keys[0], o.Force, o.Now, nil)
+	return ca.issueAndRecord(o.Dir, req, recordOpts{name: o.Name, key: keys[0], force: o.Force}, o.Now)
+}
+
+// recordOpts says how [CA.issueAndRecord] writes and records a leaf.
+type recordOpts struct {
+	name  string        // the file name under issued/
+	key   crypto.Signer // written as issued/NAME.key; nil when the key is not ours
+	force bool          // replace issued/NAME.crt (and .key)
+	// check runs on the inventory under the lock before anything is
+	// written; its error stops the issuance.
+	check func(*Inventory) error
+	// update runs on the inventory under the lock after the new record is
+	// added, before the inventory is written.
+	update func(*Inventory, Record)
 }
 
 // issueAndRecord signs req, writes the certificate (and key, when not nil)
 // under issued/ and appends the record to the inventory, all under the
-// directory lock. check, when not nil, runs on the inventory under the lock
-// before anything is written, and its error stops the issuance. When the
-// inventory cannot be written, the new files are removed again.
-func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Signer, force bool, now time.Time, check func(*Inventory) error) (*Issued, error) {
+// directory lock. When the inventory cannot be written, the new files are
+// removed again.
+func (ca *CA) issueAndRecord(d Dir, req LeafRequest, o recordOpts, now time.Time) (*Issued, error) {
 	cert, err := ca.Sign(req, now)
 	if err != nil {
 		return nil, err
@@ -103,18 +116,19 @@ func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Sig
 	if err != nil {
 		return nil, err
 	}
-	if check != nil {
-		if err := check(inv); err != nil {
+	if o.check != nil {
+		if err := o.check(inv); err != nil {
 			return nil, err
 		}
 	}
+	name := o.name
 	if err := os.MkdirAll(filepath.Dir(d.IssuedCert(name)), DirMode); err != nil {
 		return nil, fmt.Errorf("create %s: %w", filepath.Dir(d.IssuedCert(name)), err)
 	}
-	out := &Issued{Cert: cert, CertFile: d.IssuedCert(name)}
-	files := []pendingFile{{out.CertFile, ca.leafPEM(cert), CertMode}}
-	if key != nil {
-		pemKey, err := MarshalKey(key, nil)
+	out := &Issued{Cert: cert, CertFile: d.IssuedCert(name), Chain: ca.leafPEM(cert)}
+	files := []pendingFile{{out.CertFile, out.Chain, CertMode}}
+	if o.key != nil {
+		pemKey, err := MarshalKey(o.key, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -124,15 +138,18 @@ func (ca *CA) issueAndRecord(d Dir, name string, req LeafRequest, key crypto.Sig
 	rel, _ := filepath.Rel(string(d), out.CertFile)
 	out.Record = NewRecord(name, string(req.Profile), rel, cert, ca.Cert)
 	inv.Certificates = append(inv.Certificates, out.Record)
+	if o.update != nil {
+		o.update(inv, out.Record)
+	}
 	invData, err := inv.encode()
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAll(files, force); err != nil {
+	if err := writeAll(files, o.force); err != nil {
 		return nil, err
 	}
 	if err := WriteFileAtomic(d.Inventory(), invData, CertMode, true); err != nil {
-		if !force {
+		if !o.force {
 			for _, f := range files {
 				os.Remove(f.path)
 			}

@@ -3,6 +3,7 @@ package pki
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -24,6 +25,9 @@ type RevokeOptions struct {
 	RootCRLDays  int // lifetime of a root's new CRL; 0 means DefaultRootCRLDays
 	Now          time.Time
 }
+
+// ErrAlreadyRevoked means the certificate to revoke is revoked already.
+var ErrAlreadyRevoked = errors.New("pki: already revoked")
 
 // Revoked says what [Revoke] did.
 type Revoked struct {
@@ -78,7 +82,7 @@ func Revoke(ctx context.Context, o RevokeOptions) (*Revoked, error) {
 			return fmt.Errorf("serial %s is a root CA: a CA cannot revoke itself (retire a root with 'pki ca retire')", r.Serial)
 		}
 		if r.RevokedAt != nil {
-			return fmt.Errorf("serial %s (%s) was already revoked on %s", r.Serial, r.Name, r.RevokedAt.Format(time.RFC3339))
+			return errorOf(ErrAlreadyRevoked, "serial %s (%s) was already revoked on %s", r.Serial, r.Name, r.RevokedAt.Format(time.RFC3339))
 		}
 		t := o.Now.UTC().Truncate(time.Second)
 		r.RevokedAt, r.Reason = &t, reason
@@ -361,4 +365,37 @@ func writeInventoryAndCRL(d Dir, inv *Inventory, crlPEM []byte) error {
 		return fmt.Errorf("%w (the inventory is updated; re-signing the CRL retries): %w", err, ErrCRLNotSigned)
 	}
 	return nil
+}
+
+// IssuerCRL is the current CRL of one CA of a directory.
+type IssuerCRL struct {
+	Issuer  *x509.Certificate
+	CRL     *x509.RevocationList // nil when crl.pem has none for it
+	Issuing bool                 // the CA that signs new leaves
+	// HasKey tells whether the CA's key is here, so that its CRL can be
+	// re-signed.
+	HasKey bool
+}
+
+// CurrentCRLs reads crl.pem and returns the CRL of every CA of the
+// directory, each verified against its CA, in the order of the CAs (the
+// intermediates, then the roots).
+func CurrentCRLs(d Dir) ([]IssuerCRL, error) {
+	a, err := loadAuthority(d)
+	if err != nil {
+		return nil, err
+	}
+	b, err := readCRLBundle(d.CRL())
+	if err != nil {
+		return nil, err
+	}
+	var out []IssuerCRL
+	for _, c := range a.cas() {
+		rl, err := b.of(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, IssuerCRL{Issuer: c, CRL: rl, Issuing: c.Equal(a.issuing), HasKey: exists(a.keyPath(c))})
+	}
+	return out, nil
 }

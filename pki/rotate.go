@@ -142,6 +142,11 @@ func (r *rotation) plan(ctx context.Context) error {
 		if r.root, err = NewRoot(keys[1], rootNC, o.Now); err != nil {
 			return err
 		}
+		st, err := o.Dir.LoadSettings()
+		if err != nil {
+			return err
+		}
+		r.root.CRLURL = st.CRLURL
 	}
 	if r.inter, err = r.root.NewIntermediate(keys[0], nc, o.Now); err != nil {
 		return err

@@ -132,7 +132,7 @@ func SignCSR(ctx context.Context, o SignOptions) (*Issued, error) {
 			return inv.checkSANConflicts(o.Dir, "CSR "+o.CSRFile, name, sans, o.Now)
 		}
 	}
-	return ca.issueAndRecord(o.Dir, name, req, nil, o.Force, o.Now, check)
+	return ca.issueAndRecord(o.Dir, req, recordOpts{name: name, force: o.Force, check: check}, o.Now)
 }
 
 var hostNameRE = regexp.MustCompile(`^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62})?)*\.?$`)

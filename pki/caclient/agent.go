@@ -116,10 +116,10 @@ func (a *Agent) keep(ctx context.Context, p Pair) error {
 			renewed, err := a.renew(ctx, p, leaf)
 			if err == nil {
 				a.Logger.Info("certificate renewed", "cert", p.Cert, "old_serial", pki.SerialHex(leaf), "serial", pki.SerialHex(renewed), "not_after", renewed.NotAfter.UTC())
+				a.runExec(ctx, p)
 				if a.Renewed != nil {
 					a.Renewed(p, leaf, renewed)
 				}
-				a.runExec(ctx, p)
 				wait = time.Second
 				break
 			}

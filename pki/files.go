@@ -225,3 +225,21 @@ func replaceFiles(files []pendingFile) error {
 	}
 	return nil
 }
+
+// File is one file of [WriteFiles].
+type File struct {
+	Path string
+	Data []byte
+	Mode fs.FileMode
+}
+
+// WriteFiles writes every file atomically, replacing existing ones, in
+// order; when one write fails it puts back what the earlier ones replaced,
+// so the set is written whole or not at all.
+func WriteFiles(files []File) error {
+	pending := make([]pendingFile, len(files))
+	for i, f := range files {
+		pending[i] = pendingFile{f.Path, f.Data, f.Mode}
+	}
+	return replaceFiles(pending)
+}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+
+	"github.com/urfave/cli/v2"
 )
 
 func newLogHandler(w io.Writer, format string, level slog.Level) slog.Handler {
@@ -74,4 +76,27 @@ func (h *heldHandler) release(min slog.Level) {
 	}
 	h.state.records = nil
 	h.state.released.Store(true)
+}
+
+// logFlags are --log-format and --log-level, for the long-running commands
+// other than serve.
+func logFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: env("log-format"), Usage: "log format: text or json"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("log-level"), Usage: "log level: debug, info, warn or error"},
+	}
+}
+
+// loggerOf builds the logger that --log-format and --log-level ask for,
+// writing to the command's stderr.
+func loggerOf(c *cli.Context) (*slog.Logger, error) {
+	format := c.String("log-format")
+	if format != "text" && format != "json" {
+		return nil, usagef("--log-format %q: use text or json", format)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", c.String("log-level"))
+	}
+	return slog.New(newLogHandler(c.App.ErrWriter, format, level)), nil
 }

@@ -38,6 +38,9 @@ func pkiCommand() *cli.Command {
 			pkiCSRCommand(),
 			pkiCACommand(),
 			pkiRootCommand(),
+			pkiServeCommand(),
+			pkiTokenCommand(),
+			pkiEnrollCommand(),
 		},
 	}
 	safeErrors(cmd.Subcommands)

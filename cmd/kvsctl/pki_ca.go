@@ -47,6 +47,44 @@ func pkiCACommand() *cli.Command {
 				Action: pkiRotate,
 			},
 			{
+				Name:      "set",
+				Usage:     "set the CA's options for new certificates (the CRL distribution point)",
+				UsageText: "kvsctl pki ca set [--crl-url URL] [--dir DIR]",
+				Description: "--crl-url is the base URL of the CRL distribution point every certificate signed from now on\n" +
+					"names (BASE/SERIAL of its issuer, what 'pki serve --crl-listen' serves), so that 'openssl\n" +
+					"verify -crl_download' and browsers find the CRL; \"\" removes it. Certificates already issued\n" +
+					"keep what they have. Without flags, prints the options. Kept in settings.json.\n\n" +
+					"Example:\n  kvsctl pki ca set --crl-url http://ca.example.com:7445/v1/pki/crl",
+				Flags: []cli.Flag{dirFlag(), &cli.StringFlag{Name: "crl-url", Usage: "base URL of the CRL distribution point"}, jsonFlag()},
+				Action: func(c *cli.Context) error {
+					if _, err := args(c, 0, 0); err != nil {
+						return err
+					}
+					d := pki.Dir(c.String("dir"))
+					if _, err := d.Mode(); err != nil {
+						return err
+					}
+					st, err := d.LoadSettings()
+					if err != nil {
+						return err
+					}
+					if c.IsSet("crl-url") {
+						st.CRLURL = c.String("crl-url")
+						if err := pki.CheckCRLURL(st.CRLURL); err != nil {
+							return usageError{err}
+						}
+						if err := d.SaveSettings(st); err != nil {
+							return err
+						}
+					}
+					if c.Bool("json") {
+						return pkiJSON(c.App.Writer, st)
+					}
+					fmt.Fprintf(c.App.Writer, "crl-url: %s\n", orDefault(st.CRLURL, "(none)"))
+					return nil
+				},
+			},
+			{
 				Name:      "retire",
 				Usage:     "remove an old root (and its intermediates and CRLs) from the trust bundle",
 				UsageText: "kvsctl pki ca retire FINGERPRINT [--dir DIR] [--json]",

@@ -45,6 +45,7 @@ func pkiInitCommand() *cli.Command {
 			passphraseFileFlag(),
 			pkiCRLDaysFlag(),
 			pkiRootCRLDaysFlag(),
+			&cli.StringFlag{Name: "crl-url", Usage: "base URL of the CRL distribution point put in every certificate, e.g. http://ca.example.com:7445/v1/pki/crl (pki serve --crl-listen)"},
 			pkiForceFlag("replace an existing PKI"),
 		}, pkiConstraintFlags("the CA")...),
 		Action: pkiInit,
@@ -86,7 +87,10 @@ func pkiInit(c *cli.Context) error {
 		Dir: pki.Dir(c.String("dir")), SelfSigned: c.Bool("self-signed"), Flat: c.Bool("flat"), Hosts: c.StringSlice("hosts"),
 		Client: c.String("client"), KeyType: kt, Passphrase: pass,
 		Force: c.Bool("force"), CRLDays: c.Int("crl-days"), RootCRLDays: c.Int("root-crl-days"),
-		ConstrainRoot: c.Bool("constrain-root"),
+		ConstrainRoot: c.Bool("constrain-root"), CRLURL: c.String("crl-url"),
+	}
+	if err := pki.CheckCRLURL(opts.CRLURL); err != nil {
+		return usageError{err}
 	}
 	if nc != nil {
 		if opts.SelfSigned {

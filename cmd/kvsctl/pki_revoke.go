@@ -175,15 +175,21 @@ func pkiRenewCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "renew",
 		Usage:     "renew a certificate: same subject, SANs and usage, new validity",
-		UsageText: "kvsctl pki renew CERTFILE [--days N|--ttl D] [--reuse-key] [--revoke-old] [--json]",
+		UsageText: "kvsctl pki renew CERTFILE [--days N|--ttl D] [--reuse-key] [--revoke-old] [--json]\n   kvsctl pki renew --daemon --ca-url URL --cert F --key F [--cert F --key F ...] [--exec CMD]",
 		Description: "Issues a new certificate like CERTFILE and writes it over CERTFILE atomically, with a new\n" +
 			"key of the same type over the .key next to it (or the old key with --reuse-key). Works for\n" +
 			"server.crt and client.crt in the directory's root too, and in self-signed mode.\n" +
 			"The issuing CA signs the new certificate, also when an older intermediate signed the old one.\n" +
 			"--days (or --ttl) defaults to the old certificate's lifetime, shortened to end with the\n" +
 			"issuing CA. --revoke-old revokes the old one (reason superseded) and writes a new CRL.\n\n" +
-			"Example:\n  kvsctl pki renew certs/server.crt --revoke-old",
-		Flags: []cli.Flag{
+			"--daemon (on any host, with the online CA of 'kvsctl pki serve'): renews each --cert/--key\n" +
+			"pair over mutual TLS when two thirds of its lifetime have passed (with some jitter), with a new\n" +
+			"key, replacing both files atomically, then runs --exec; it retries with backoff while the CA is\n" +
+			"away, keeps --ca-file up to date, and exits non-zero once a certificate expired unrenewed.\n" +
+			"'kvsctl serve' and the clients re-read renewed files by themselves.\n\n" +
+			"Examples:\n  kvsctl pki renew certs/server.crt --revoke-old\n" +
+			"  kvsctl pki renew --daemon --ca-url https://ca.example.com:7444 --cert certs/server.crt --key certs/server.key",
+		Flags: append([]cli.Flag{
 			dirFlag(),
 			pkiDaysFlag("validity in days (default: the old certificate's lifetime)"),
 			pkiTTLFlag(),
@@ -192,8 +198,11 @@ func pkiRenewCommand() *cli.Command {
 			pkiCRLDaysFlag(),
 			passphraseFileFlag(),
 			jsonFlag(),
-		},
+		}, agentFlags()...),
 		Action: func(c *cli.Context) error {
+			if c.Bool("daemon") {
+				return pkiAgent(c)
+			}
 			args, err := args(c, 1, 1)
 			if err != nil {
 				return err

@@ -198,9 +198,12 @@ func TestAgentBacksOffWhileTheCAIsDown(t *testing.T) {
 	var renewedAt atomic.Int64
 	a := &caclient.Agent{
 		CAURL: c.url, CAFile: caFile, Pairs: []caclient.Pair{p}, MaxWait: 200 * time.Millisecond,
-		Now:     func() time.Time { return time.Now().Add(45 * time.Minute) },
-		Logger:  log.logger(),
-		Renewed: func(caclient.Pair, *x509.Certificate, *x509.Certificate) { renewedAt.Store(time.Now().UnixNano()); cancel() },
+		Now:    func() time.Time { return time.Now().Add(45 * time.Minute) },
+		Logger: log.logger(),
+		Renewed: func(caclient.Pair, *x509.Certificate, *x509.Certificate) {
+			renewedAt.Store(time.Now().UnixNano())
+			cancel()
+		},
 	}
 	up := make(chan time.Time, 1)
 	go func() {

@@ -8,6 +8,7 @@ import (
 	"github.com/kvsctl/kvsctl/kvs/client"
 	"github.com/kvsctl/kvsctl/kvs/server"
 	"github.com/kvsctl/kvsctl/pki"
+	"github.com/kvsctl/kvsctl/pki/caclient"
 )
 
 // hints pairs the sentinel errors of the libraries with what a user of
@@ -31,6 +32,9 @@ var hints = []struct {
 	{pki.ErrLocked, "another 'kvsctl pki' command is running on this directory: wait for it, then run this again"},
 	{pki.ErrUnknownRoot, "'kvsctl pki inspect certs/ca.crt' prints the fingerprint of every root"},
 	{pki.ErrNoCA, "run 'kvsctl pki init', or give the CA with --ca FILE"},
+	{caclient.ErrFingerprint, "the CA at --ca-url is not the one whose root has that fingerprint: check both against what 'kvsctl pki serve' printed"},
+	{caclient.ErrUnreachable, "is 'kvsctl pki serve' running at --ca-url, and does its certificate name that host (pki serve --hosts)?"},
+	{pki.ErrBadToken, "make a new token on the CA host: kvsctl pki token NAME --profile client|server"},
 	{pki.ErrIncompleteFiles, "run 'kvsctl pki init', or give --cert, --key and --ca together"},
 	{pki.ErrCAExpired, "create a new PKI with 'kvsctl pki init --force'"},
 	{pki.ErrCRLExpired, "re-sign the CRL with 'kvsctl pki crl'"},

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -56,6 +60,9 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "ca", EnvVars: env("ca"), Usage: "CA bundle that signs client certificates (instead of --dir)"},
 			&cli.StringSliceFlag{Name: "crl", EnvVars: env("crl"), Usage: "CRL file to check client certificates against, one CRL per CA of --ca (repeatable; a file may hold several)"},
 			&cli.StringFlag{Name: "intermediates", EnvVars: env("intermediates"), Usage: "bundle of the intermediate CAs under --ca whose CRLs --crl holds (with --cert/--key/--ca)"},
+			&cli.StringSliceFlag{Name: "crl-url", EnvVars: env("crl-url"), Usage: "fetch the CRLs from this URL (the online CA's .../v1/pki/crls, or a distribution point), instead of crl.pem (repeatable)"},
+			durationFlag("crl-refresh", server.DefaultCRLRefresh, "how often to fetch the --crl-url CRLs (and sooner when half of a CRL's life has passed)"),
+			&cli.StringFlag{Name: "crl-cache", EnvVars: env("crl-cache"), Usage: "directory of the fetched CRLs, which outlive a restart (default: DIR/crl-cache)"},
 			&cli.BoolFlag{Name: "no-crl", EnvVars: env("no-crl"), Usage: "serve CAs that have no CRL without checking revocation (logged at warn on every start; a CRL that appears later is enforced)"},
 			&cli.StringFlag{Name: "tls-min", Value: "1.2", EnvVars: env("tls-min"), Usage: "minimum TLS version: 1.2 or 1.3"},
 			&cli.StringFlag{Name: "store", Value: stores.DefaultURL, EnvVars: env("store"), Usage: "store URL: bolt:PATH or postgres://..."},
@@ -156,15 +163,48 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 		if sc.server.Files.Cert == "" || sc.server.Files.Key == "" || sc.server.Files.CA == "" {
 			return sc, usagef("--cert, --key and --ca go together (with --crl, or --no-crl); or use --dir")
 		}
-		return sc, nil
+		return sc, crlFetching(c, &sc)
 	}
 	sc.dir = c.String("dir")
 	d := pki.Dir(sc.dir)
 	if sc.mode, err = d.Mode(); err != nil {
 		return sc, err
 	}
-	sc.server.Files, err = d.ServerFiles()
-	return sc, err
+	if sc.server.Files, err = d.ServerFiles(); err != nil {
+		return sc, err
+	}
+	return sc, crlFetching(c, &sc)
+}
+
+// crlFetching sets up --crl-url: the fetched CRLs' cache files replace
+// crl.pem of --dir (and join --crl files).
+func crlFetching(c *cli.Context, sc *serveConfig) error {
+	urls := c.StringSlice("crl-url")
+	if len(urls) == 0 {
+		return nil
+	}
+	for _, u := range urls {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return usagef("--crl-url %q: use an http or https URL, such as https://ca.example.com:7444/v1/pki/crls", u)
+		}
+	}
+	cache := c.String("crl-cache")
+	if cache == "" {
+		if sc.dir == "" {
+			return usagef("--crl-url with --cert/--key/--ca needs --crl-cache DIR")
+		}
+		cache = filepath.Join(sc.dir, "crl-cache")
+	}
+	if c.Duration("crl-refresh") < time.Second {
+		return usagef("--crl-refresh must be at least 1s")
+	}
+	f := &server.CRLFetcher{URLs: urls, CacheDir: cache, Refresh: c.Duration("crl-refresh"), Files: sc.server.Files}
+	if sc.dir != "" {
+		sc.server.Files.CRLs = nil // crl.pem is the CA host's; this host fetches
+	}
+	sc.server.Files.CRLs = append(sc.server.Files.CRLs, f.CacheFiles()...)
+	sc.server.CRLFetcher = f
+	return nil
 }
 
 // serve runs the server until the context ends (SIGINT or SIGTERM).
@@ -200,6 +240,14 @@ func serve(c *cli.Context) error {
 	}()
 	cfg := sc.server
 	cfg.Store, cfg.Logger = store, log
+	if f := cfg.CRLFetcher; f != nil {
+		f.Logger = log
+		fctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
+		if err := f.FetchAll(fctx); err != nil {
+			log.Warn("fetching the CRLs at start-up failed: serving with the cached ones, if any", "err", err)
+		}
+		cancel()
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err

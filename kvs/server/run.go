@@ -59,6 +59,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 			}
 		}
 	})
+	if f := s.cfg.CRLFetcher; f != nil {
+		wg.Go(func() { f.Run(ctx) })
+	}
 	if s.cfg.ReloadInterval > 0 {
 		rs := []reloader{s.tls}
 		if s.policy != nil {

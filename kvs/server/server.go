@@ -65,6 +65,11 @@ type Config struct {
 	// it serves no key data.
 	MetricsListen string
 
+	// CRLFetcher, when set, fetches CRLs from URLs into cache files that
+	// are among Files.CRLs; Run keeps it running and /metrics shows its
+	// state.
+	CRLFetcher *CRLFetcher
+
 	Logger   *slog.Logger // operational log; nil discards
 	Audit    *slog.Logger // one line per request; nil means Logger
 	Observer Observer     // more observers of handshakes and requests, besides the log, audit and metrics
@@ -114,6 +119,9 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.IdleTimeout, DefaultIdleTimeout)
 	def(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	s := &Server{cfg: cfg, log: orDiscard(cfg.Logger), metrics: newMetrics()}
+	if f := cfg.CRLFetcher; f != nil {
+		s.metrics.reg.MustRegister(f.Collectors()...)
+	}
 	audit := cfg.Audit
 	if audit == nil {
 		audit = s.log

@@ -178,3 +178,48 @@ func TestCRLDistributionPoint(t *testing.T) {
 		t.Errorf("pki ca set: %s", out)
 	}
 }
+
+// TestRevocationReachesServers: a host enrolled through the online CA runs
+// 'kvsctl serve --crl-url' on the CA's CRLs; a client revoked on the CA
+// is refused by that server within --crl-refresh plus the reload, and the
+// time it took is measured. The control is the same client before.
+func TestRevocationReachesServers(t *testing.T) {
+	root := t.TempDir()
+	caDir := filepath.Join(root, "ca")
+	mustRun(t, "pki", "init", "--dir", caDir, "--key-type", "ecdsa-p256", "--hosts", "localhost,127.0.0.1")
+	ca := startPkiServe(t, caDir, "--crl-listen", "127.0.0.1:0")
+	host := filepath.Join(root, "host")
+	enroll := func(name string, tokenArgs ...string) {
+		tok := strings.TrimSpace(mustRun(t, append([]string{"pki", "token", name, "--dir", caDir}, tokenArgs...)...))
+		mustRun(t, "pki", "enroll", "--ca-url", ca.url, "--fingerprint", ca.fingerprint, "--token", tok, "--dir", host, "--key-type", "ecdsa-p256", name)
+	}
+	enroll("server", "--profile", "server", "--hosts", "localhost,127.0.0.1")
+	enroll("client", "--profile", "client")
+	srv := startServeCLI(t, host, "--crl-url", ca.crlURL+"/v1/pki/crls", "--crl-refresh", "1s", "--reload-interval", "200ms")
+	put := func() (int, string) {
+		code, _, errs := runPKI(t, "put", "k", "v", "--server", srv.server, "--dir", host)
+		return code, errs
+	}
+	if code, errs := put(); code != 0 {
+		t.Fatalf("control: the enrolled client before the revocation: %s", errs)
+	}
+	revoked := time.Now()
+	mustRun(t, "pki", "revoke", filepath.Join(host, "client.crt"), "--dir", caDir)
+	for {
+		code, errs := put()
+		if code != 0 {
+			if !strings.Contains(errs, "refused") && !strings.Contains(errs, "rejected") {
+				t.Errorf("after the revocation: %s", errs)
+			}
+			break
+		}
+		if time.Since(revoked) > 6*time.Second {
+			t.Fatal("the server still accepts the revoked client 6s after the revocation (--crl-refresh 1s)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the revoked client was refused %v after 'pki revoke' (--crl-refresh 1s)", time.Since(revoked).Round(10*time.Millisecond))
+	if _, err := os.Stat(filepath.Join(host, "crl-cache")); err != nil {
+		t.Errorf("no CRL cache: %v", err)
+	}
+}

@@ -179,7 +179,9 @@ func TestSettlingGivesUp(t *testing.T) {
 		}
 	}()
 	done := make(chan bool, 1)
-	go func() { done <- settling{step: 20 * time.Millisecond, max: 200 * time.Millisecond}.wait(ctx, []string{path}) }()
+	go func() {
+		done <- settling{step: 20 * time.Millisecond, max: 200 * time.Millisecond}.wait(ctx, []string{path})
+	}()
 	select {
 	case ok := <-done:
 		if !ok {

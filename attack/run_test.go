@@ -109,8 +109,8 @@ func TestAttackRunRemote(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"outside-name-constraints": "expected because its DNS name kvsctl-attack-forged.invalid is outside the name constraints",
-		"intermediate-as-client":   "expected because the issuing intermediate CA",
+		"outside-constraints":    "expected because its DNS name kvsctl-attack-forged.invalid is outside the name constraints",
+		"intermediate-as-client": "expected because the issuing intermediate CA",
 	} {
 		if r := result(t, rep, name); !strings.Contains(r.Observed, "refused at the handshake (tls: bad certificate); "+want) {
 			t.Errorf("%s observed %q, want the alert and %q", name, r.Observed, want)
@@ -209,13 +209,13 @@ func TestAttackRunRemoteSelfSigned(t *testing.T) {
 // check finds and removes the key.
 func TestAttackRunRemoteNoPolicy(t *testing.T) {
 	rs := startRemote(t, false)
-	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, Scenarios: []string{"control", "outside-policy", "no-client-cert", "outside-name-constraints"}})
+	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, Scenarios: []string{"control", "outside-policy", "no-client-cert", "outside-constraints"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// This PKI has no name constraints: nothing is outside them.
-	if r := result(t, rep, "outside-name-constraints"); r.Outcome != Skipped || !strings.Contains(r.Observed, "no DNS or IP name constraints") {
-		t.Errorf("outside-name-constraints on an unconstrained PKI: %s (%s), want skipped", r.Outcome, r.Observed)
+	if r := result(t, rep, "outside-constraints"); r.Outcome != Skipped || !strings.Contains(r.Observed, "no DNS or IP name constraints") {
+		t.Errorf("outside-constraints on an unconstrained PKI: %s (%s), want skipped", r.Outcome, r.Observed)
 	}
 	r := result(t, rep, "outside-policy")
 	if r.Outcome != Succeeded || !r.Wrote || rep.OK {

@@ -173,7 +173,7 @@ var scenarios = []Scenario{
 		run:         runOutsidePolicy,
 	},
 	{
-		Name:        "outside-name-constraints",
+		Name:        "outside-constraints",
 		Description: "a client certificate for a name outside the issuing CA's name constraints, forged with that CA's key past pki's own check",
 		Attacker:    "leaf forged with the intermediate's key, SAN outside its constraints",
 		Expected:    "refused at the handshake: name not permitted",

@@ -106,7 +106,7 @@ func TestAttackScenarios(t *testing.T) {
 		{"outside-policy", Refused, "write refused with 403 by the policy",
 			[]string{"PUT kvsctl-attack/", "by kvsctl-attack-outsider -> 403"},
 			[]string{`identity "kvsctl-attack-outsider" is not in the policy (HTTP 403)`}},
-		{"outside-name-constraints", Refused, "refused at the handshake: its DNS name kvsctl-attack-forged.invalid is outside the name constraints of kvsctl intermediate CA ",
+		{"outside-constraints", Refused, "refused at the handshake: its DNS name kvsctl-attack-forged.invalid is outside the name constraints of kvsctl intermediate CA ",
 			[]string{"x509: a root or intermediate certificate is not authorized to sign for this name", `DNS name "kvsctl-attack-forged.invalid" is not permitted`},
 			[]string{"remote error: tls: bad certificate"}},
 		{"intermediate-as-client", Refused, "refused at the handshake: the issuing intermediate CA kvsctl intermediate CA ",

@@ -26,7 +26,7 @@ import (
 //
 // Only the SANs that a verifier accepts under the CA's name constraints are
 // used: a CA constrained to other DNS names cannot issue the DNS SAN (a
-// leaf forged with one is the outside-name-constraints scenario), and Go's
+// leaf forged with one is the outside-constraints scenario), and Go's
 // verifier refuses, under a CA with any name constraints, an e-mail SAN
 // that is not an address or that e-mail constraints do not cover.
 func runSANImpersonation(ctx context.Context, e *env, key string) observation {

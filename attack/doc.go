@@ -21,7 +21,7 @@
 // Every attacker tries to write a key of its own under [Prefix]; after the
 // scenarios the store is checked for those keys (directly in the demo, as
 // the real client against a remote server, deleting any it finds). Run
-// writes nothing else on the server. On disk, Run issues two client
+// writes nothing else on the server. On disk, Run issues three client
 // certificates (valid for a day) into the PKI directory for the revocation
 // scenarios (they must be in the inventory to be revoked), revokes them,
 // which re-signs the CRL, and removes their files afterwards; their

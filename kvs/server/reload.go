@@ -47,7 +47,7 @@ type reloader interface {
 // a change is seen, the files are stamped again every settleStep until two
 // stamps in a row agree, for at most settleMax, and only then reloaded.
 const (
-	settleStep = 100 * time.Millisecond
+	settleStep = 250 * time.Millisecond
 	settleMax  = time.Second
 )
 

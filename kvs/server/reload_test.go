@@ -112,7 +112,7 @@ func TestWatchWaitsForFilesToSettle(t *testing.T) {
 		name   string
 		settle settling
 	}{
-		{"settling", settling{step: 400 * time.Millisecond, max: 5 * time.Second}},
+		{"settling", settling{step: 600 * time.Millisecond, max: 5 * time.Second}},
 		{"no settling (control)", settling{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,7 +145,7 @@ func TestWatchWaitsForFilesToSettle(t *testing.T) {
 				if err := pki.WriteFileAtomic(d.Path(name), data, pki.CertMode, true); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(60 * time.Millisecond)
+				time.Sleep(150 * time.Millisecond)
 			}
 			// Both roots and both intermediates, each with its CRL.
 			waitFor(t, 10*time.Second, "the rotated material in force", func() bool { return len(s.snap.Load().crls.byIssuer) == 4 })

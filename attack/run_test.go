@@ -156,6 +156,32 @@ func TestAttackRunRemote(t *testing.T) {
 	}
 }
 
+// TestAttackRunRemoteFlat attacks a server of a flat PKI (one CA that
+// signs the leaves itself, as before the hierarchy): every scenario that
+// does not need the demo's second CA runs and is refused, the CA's own
+// certificate included.
+func TestAttackRunRemoteFlat(t *testing.T) {
+	rs := startRemoteWith(t, true, func(o *pki.InitOptions) { o.Flat = true })
+	if rs.dir.Hierarchy() {
+		t.Fatal("the PKI is a hierarchy")
+	}
+	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, RevocationWait: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		t.Logf("%-24s %-9s %s | client: %s", r.Scenario, r.Outcome, r.Observed, r.ClientSaw)
+	}
+	// Skipped: the three that need a second CA, and outside-constraints
+	// (the flat CA has no name constraints).
+	if !rep.OK || rep.Count(Skipped) != 4 || rep.Count(Refused) != len(Scenarios())-5 {
+		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 4 and %d", rep.OK, rep.Count(Skipped), rep.Count(Refused), len(Scenarios())-5)
+	}
+	if r := result(t, rep, "intermediate-as-client"); r.Outcome != Refused || !strings.Contains(r.Observed, "expected because the CA kvsctl CA is a CA certificate") {
+		t.Errorf("intermediate-as-client on a flat PKI: %s (%s)", r.Outcome, r.Observed)
+	}
+}
+
 func TestAttackRunRemoteWithoutCAKey(t *testing.T) {
 	rs := startRemote(t, true)
 	dir := clientOnlyDir(t, rs.dir)

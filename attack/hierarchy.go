@@ -17,9 +17,9 @@ import (
 // The scenarios of a CA hierarchy: a leaf forged outside the issuing CA's
 // name constraints, a leaf of a revoked intermediate, the intermediate
 // itself as a client, and a client of a root retired after a rotation.
-// The last two but one change a PKI: they run on the demo's second CA
-// only, never on the PKI under attack, and are skipped against a remote
-// server.
+// The last two change a CA: they run on the demo's second CA only, never
+// on the PKI under attack, and are skipped against a remote server. The
+// first two make their material in memory, with the issuing CA's key.
 
 // refusedFor refines the verdict of a handshake that the server should
 // refuse for one reason: refused for that reason, the observation says

@@ -63,7 +63,7 @@ func runNotYetValid(ctx context.Context, e *env, key string) observation {
 // CA that carries the real client's name.
 func runServerCertAsClient(ctx context.Context, e *env, key string) observation {
 	subject := pkix.Name{CommonName: e.client.Leaf.Subject.CommonName}
-	cert, err := signedByCA(e.ca, e.keyType, pki.ProfileServer, subject, []string{"kvsctl-attack.invalid"}, time.Time{}, time.Time{}, e.now())
+	cert, err := signedByCA(e.ca, e.keyType, pki.ProfileServer, subject, []string{permittedHost(e.ca, "kvsctl-attack")}, time.Time{}, time.Time{}, e.now())
 	if err != nil {
 		return broken("make the server certificate: %v", err)
 	}

@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,11 +51,26 @@ type weakening struct {
 	// clientTLS alters the real client's tls.Config (for example,
 	// checking the chain but not the host name).
 	clientTLS func(*tls.Config)
+	// keepRetired makes the server's copies of the second CA's bundles
+	// only ever grow: a root the second CA retires stays in the server's
+	// bundle, with its intermediates and their last CRLs, as on a server
+	// whose operator adds the new roots but never removes the old ones.
+	keepRetired bool
 }
 
 // demoHosts are the names in the demo server's certificate; the real
 // client checks the first.
 var demoHosts = []string{"localhost", "127.0.0.1"}
+
+// demoConstraints are the name constraints of the demo's intermediate:
+// the names the demo's certificates use, and nothing else: localhost and
+// the loopback addresses for the server, and the real client's name
+// "client" as a DNS name, which san-impersonation spells in a SAN. (An
+// e-mail SAN "client" is no address, and Go's verifier refuses one under a
+// name-constrained CA, so that scenario spells only the DNS SAN here.)
+func demoConstraints() (pki.NameConstraints, error) {
+	return pki.ParseNameConstraints([]string{"localhost", "client"}, []string{"127.0.0.0/8", "::1/128"}, nil, nil)
+}
 
 // Demo makes a throwaway PKI in a temporary directory, serves a real kvs
 // server on 127.0.0.1 with it (and a policy that names the real client but
@@ -85,8 +104,13 @@ func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err 
 		}
 	}()
 	dir := pki.Dir(filepath.Join(tmp, "certs"))
-	progress(Progress{Step: "creating a throwaway PKI (CA, server, client; ECDSA P-256) in " + tmp})
-	if _, err := pki.Init(ctx, pki.InitOptions{Dir: dir, Hosts: demoHosts, KeyType: pki.ECDSAP256}); err != nil {
+	nc, err := demoConstraints()
+	if err != nil {
+		return nil, err
+	}
+	progress(Progress{Step: fmt.Sprintf("creating a throwaway PKI (root, intermediate constrained to %s, server, client; ECDSA P-256) and a second CA in %s",
+		strings.Join(nc.Strings(), ", "), tmp)})
+	if _, err := pki.Init(ctx, pki.InitOptions{Dir: dir, Hosts: demoHosts, KeyType: pki.ECDSAP256, Constraints: nc}); err != nil {
 		return nil, fmt.Errorf("create the demo PKI: %w", err)
 	}
 	second := pki.Dir(filepath.Join(tmp, "certs2"))
@@ -149,12 +173,15 @@ func startDemoServer(ctx context.Context, e *env, store kvs.Store, tmp string, w
 	if err != nil {
 		return nil, err
 	}
-	// The server trusts two CAs, each with its CRL.
-	bundle, err := concatFiles(filepath.Join(tmp, "ca-bundle.pem"), e.dir.CACert(), e.second.CACert())
-	if err != nil {
+	// The server trusts two PKIs, each with its intermediates and CRLs.
+	trust := &demoTrust{
+		main: e.dir, second: e.second, keepRetired: weak.keepRetired,
+		ca: filepath.Join(tmp, "ca-bundle.pem"), intermediates: filepath.Join(tmp, "intermediates-bundle.pem"), secondCRL: filepath.Join(tmp, "crl2.pem"),
+	}
+	if err := trust.write(); err != nil {
 		return nil, err
 	}
-	files.CA, files.CRLs = bundle, []string{e.dir.CRL(), e.second.CRL()}
+	files.CA, files.Intermediates, files.CRLs = trust.ca, trust.intermediates, []string{e.dir.CRL(), trust.secondCRL}
 	e.log = newServerLog()
 	cfg := server.Config{Files: files, Store: store, PolicyFile: policyFile, Observer: e.log.observer()}
 	if weak.server != nil {
@@ -169,7 +196,12 @@ func startDemoServer(ctx context.Context, e *env, store kvs.Store, tmp string, w
 		return nil, fmt.Errorf("listen on 127.0.0.1: %w", err)
 	}
 	e.addr = ln.Addr().String()
-	e.reload = func(context.Context, *tls.Config) error { return srv.Reload() }
+	e.reload = func(context.Context, *tls.Config) error {
+		if err := trust.write(); err != nil {
+			return err
+		}
+		return srv.Reload()
+	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	served := make(chan error, 1)
 	go func() {
@@ -188,20 +220,83 @@ func startDemoServer(ctx context.Context, e *env, store kvs.Store, tmp string, w
 	}, nil
 }
 
-// concatFiles writes the files one after the other into out.
-func concatFiles(out string, files ...string) (string, error) {
-	var all []byte
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", err
+// demoTrust is the demo server's copy of the trust material of both PKIs:
+// a bundle of their roots, a bundle of their intermediates and the second
+// PKI's CRLs (the main PKI's crl.pem is served as it is). write makes the
+// copies again from the PKIs' files, as an operator hands a server the new
+// bundles of a PKI that changed; the demo does it before every reload.
+type demoTrust struct {
+	main, second                 pki.Dir
+	ca, intermediates, secondCRL string
+	keepRetired                  bool // see weakening.keepRetired
+}
+
+func (t *demoTrust) write() error {
+	for _, f := range []struct {
+		out      string
+		from     []string
+		optional bool // a flat PKI has no intermediates.pem
+		key      func([]byte) string
+	}{
+		{t.ca, []string{t.main.CACert(), t.second.CACert()}, false, rawKey},
+		{t.intermediates, []string{t.main.Intermediates(), t.second.Intermediates()}, true, rawKey},
+		{t.secondCRL, []string{t.second.CRL()}, false, crlIssuerKey},
+	} {
+		var data []byte
+		for _, p := range f.from {
+			b, err := os.ReadFile(p)
+			if err != nil && !(f.optional && errors.Is(err, fs.ErrNotExist)) {
+				return fmt.Errorf("read %s: %w", p, err)
+			}
+			data = append(data, b...)
 		}
-		all = append(all, b...)
+		if t.keepRetired {
+			if old, err := os.ReadFile(f.out); err == nil {
+				data = keepBlocks(old, data, f.key)
+			}
+		}
+		if err := pki.WriteFileAtomic(f.out, data, pki.CertMode, true); err != nil {
+			return err
+		}
 	}
-	if err := pki.WriteFileAtomic(out, all, pki.CertMode, true); err != nil {
-		return "", err
+	return nil
+}
+
+// keepBlocks appends to cur the PEM blocks of old whose key no block of
+// cur has.
+func keepBlocks(old, cur []byte, key func([]byte) string) []byte {
+	have := map[string]bool{}
+	for rest := cur; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		have[key(b.Bytes)] = true
 	}
-	return out, nil
+	out := slices.Clone(cur)
+	for rest := old; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if !have[key(b.Bytes)] {
+			out = append(out, pem.EncodeToMemory(b)...)
+		}
+	}
+	return out
+}
+
+// rawKey identifies a certificate by its DER.
+func rawKey(der []byte) string { return string(der) }
+
+// crlIssuerKey identifies a CRL by its issuer, so that a CRL is kept
+// only for a CA that no longer has one.
+func crlIssuerKey(der []byte) string {
+	rl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return string(der)
+	}
+	return string(rl.RawIssuer) + "\x00" + string(rl.AuthorityKeyId)
 }
 
 // demoPolicy lets in the real client, and the identities the revocation

@@ -6,9 +6,11 @@
 // legitimate control that must succeed for the refusals to mean anything.
 //
 // [Demo] is self-contained: it makes a throwaway PKI in a temporary
-// directory, serves a real kvs server on 127.0.0.1 (bbolt by default, or a
-// schema of its own in PostgreSQL), runs the scenarios, and removes
-// everything. Because the server is in-process, each result carries the
+// directory (a root and an issuing intermediate with name constraints,
+// localhost and the loopback addresses, as pki init makes them, and a
+// second CA the server trusts too), serves a real kvs server on 127.0.0.1
+// (bbolt by default, or a schema of its own in PostgreSQL), runs the
+// scenarios, and removes everything. Because the server is in-process, each result carries the
 // server's own reason for a refusal (its logged handshake error, matched to
 // the attacker by local address) next to the error the client got. [Run]
 // attacks a running server with the files of a PKI directory; it cannot
@@ -19,14 +21,17 @@
 // Every attacker tries to write a key of its own under [Prefix]; after the
 // scenarios the store is checked for those keys (directly in the demo, as
 // the real client against a remote server, deleting any it finds). Run
-// writes nothing else on the server. On disk, Run issues two client
+// writes nothing else on the server. On disk, Run issues three client
 // certificates (valid for a day) into the PKI directory for the revocation
 // scenarios (they must be in the inventory to be revoked), revokes them,
 // which re-signs the CRL, and removes their files afterwards; their
 // inventory records and CRL entries stay as an audit trail. Every other
 // piece of attacker material is made in memory and never written, and the
 // other certificates signed by the real CA for an attack are valid for an
-// hour at most.
+// hour at most. The scenarios that change a CA (a second CA's revoked
+// certificate, its revoked intermediate, its root rotated and retired)
+// run on the demo's second CA only, and are skipped by Run: an attack
+// never revokes, rotates or retires a CA of the PKI under attack.
 //
 // # Verdicts
 //
@@ -36,15 +41,22 @@
 // impersonation succeeds when the impostor receives any request. The
 // outside-policy scenario succeeds when its write is accepted. A report is
 // OK when every attack was refused (or skipped), the control passed and
-// the store holds no attacker key.
+// the store holds no attacker key. The hierarchy scenarios (a leaf forged
+// outside the name constraints, the intermediate as a client, a leaf of a
+// revoked intermediate, a client of a retired root) also check, in the
+// demo, that the server refused for the reason under test, and report an
+// ERROR otherwise: a refusal for another reason proves nothing about the
+// check. Against a remote server they report the TLS alert.
 //
 // # Negative controls
 //
-// [Hooks] build deliberately weakened deployments (client certificate
-// optional, CRL not loaded, TLS 1.0 allowed, host name not checked by the
-// client). They exist for tests, which assert that exactly the matching
+// The tests of this package build deliberately weakened deployments
+// (client certificate optional, CRL not loaded, TLS 1.0 allowed, name
+// constraints not enforced, only the leaf's CRL checked, crypto/tls's
+// verification alone, a retired root kept in the bundle, host name not
+// checked by the client, and more), and assert that exactly the matching
 // scenarios are reported as succeeded, so each check is shown able to
-// fail. kvsctl never sets them.
+// fail. kvsctl cannot build them.
 //
 // The package never prints: progress goes to a callback and results come
 // back as a [Report].

@@ -160,9 +160,9 @@ func runRogueServer(ctx context.Context, e *env, key string) observation {
 }
 
 // runHostnameMismatch: an impostor with a genuine certificate of the real
-// CA, for another name.
+// CA, for another name (one the CA's name constraints permit).
 func runHostnameMismatch(ctx context.Context, e *env, key string) observation {
-	cert, err := signedByCA(e.ca, e.keyType, pki.ProfileServer, e.serverLeafSubject(), []string{"kvsctl-attack-other.invalid"}, time.Time{}, time.Time{}, e.now())
+	cert, err := signedByCA(e.ca, e.keyType, pki.ProfileServer, e.serverLeafSubject(), []string{permittedHost(e.ca, "kvsctl-attack-other")}, time.Time{}, time.Time{}, e.now())
 	if err != nil {
 		return broken("make the impostor's certificate: %v", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/kvsctl/kvsctl/pki"
@@ -57,7 +59,114 @@ func signedByCA(ca *pki.CA, kt pki.KeyType, profile pki.Profile, subject pkix.Na
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	return tlsCert(key, cert), nil
+	return tlsCert(key, leafChain(ca, cert)...), nil
+}
+
+// leafChain is what a peer presents for a leaf the CA signed: the leaf,
+// then the CA when it is an intermediate (as pki writes leaf files), so
+// that the server can build the chain to its root and judges the leaf, not
+// a missing intermediate.
+func leafChain(ca *pki.CA, leaf *x509.Certificate) []*x509.Certificate {
+	if len(ca.Chain) == 0 {
+		return []*x509.Certificate{leaf}
+	}
+	return []*x509.Certificate{leaf, ca.Cert}
+}
+
+// caChain is the CA and the CAs above it, the CA first.
+func caChain(ca *pki.CA) []*x509.Certificate {
+	return append([]*x509.Certificate{ca.Cert}, ca.Chain...)
+}
+
+// permittedHost returns a DNS name label.DOMAIN that the name constraints
+// of every CA of ca's chain permit, DOMAIN being one of their permitted
+// domains, or label.invalid when no CA constrains DNS names: the name of a
+// certificate the real CA must be able to sign for an attack that is not
+// about name constraints.
+func permittedHost(ca *pki.CA, label string) string {
+	candidates := []string{label + ".invalid"}
+	for _, c := range caChain(ca) {
+		for _, d := range c.PermittedDNSDomains {
+			candidates = append(candidates, label+"."+strings.TrimPrefix(d, "."))
+		}
+	}
+	for _, h := range candidates {
+		if permitted(ca, h) {
+			return h
+		}
+	}
+	return candidates[0]
+}
+
+// permitted reports whether every CA of ca's chain permits the host (a DNS
+// name or an IP address).
+func permitted(ca *pki.CA, host string) bool {
+	for _, c := range caChain(ca) {
+		if !pki.ConstraintsOf(c).Permits(host) {
+			return false
+		}
+	}
+	return true
+}
+
+// Names a forged leaf carries to step outside name constraints: reserved
+// names and documentation addresses, which no real PKI certifies.
+const forgedDNS = "kvsctl-attack-forged.invalid"
+
+var forgedIPs = []string{"192.0.2.66", "2001:db8::66"}
+
+// outsideName picks a SAN outside the DNS or IP name constraints of a CA
+// of ca's chain (ca first), and returns it with that CA; by is nil when no
+// CA of the chain constrains DNS names or IP addresses.
+func outsideName(ca *pki.CA) (dns string, ip net.IP, by *x509.Certificate) {
+	for _, c := range caChain(ca) {
+		nc := pki.ConstraintsOf(c)
+		if len(nc.DNS) > 0 && !nc.Permits(forgedDNS) {
+			return forgedDNS, nil, c
+		}
+		if len(nc.IPs) > 0 {
+			for _, a := range forgedIPs {
+				if !nc.Permits(a) {
+					return "", net.ParseIP(a), c
+				}
+			}
+		}
+	}
+	return "", nil, nil
+}
+
+// forgeLeaf makes a client certificate signed with the CA's key through
+// crypto/x509 directly, as whoever holds the key can: pki's own checks
+// (the name constraints above all) are not applied.
+func forgeLeaf(ca *pki.CA, kt pki.KeyType, subject pkix.Name, dns []string, ips []net.IP, now time.Time) (tls.Certificate, error) {
+	key, err := pki.GenerateKey(kt)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate %s key: %w", kt, err)
+	}
+	serial, err := pki.NewSerial()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:   serial,
+		Subject:        subject,
+		NotBefore:      now.Add(-pki.Backdate),
+		NotAfter:       now.Add(materialLifetime),
+		KeyUsage:       x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		DNSNames:       dns,
+		IPAddresses:    ips,
+		AuthorityKeyId: ca.Cert.SubjectKeyId,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("forge the certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("parse the forged certificate: %w", err)
+	}
+	return tlsCert(key, leafChain(ca, leaf)...), nil
 }
 
 // lookAlikeCA makes a rogue CA whose certificate copies the subject name

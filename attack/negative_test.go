@@ -1,6 +1,7 @@
 package attack
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -167,9 +168,99 @@ func hostNameUnchecked(c *tls.Config) {
 // serverUnchecked trusts any server certificate. Test code only.
 func serverUnchecked(c *tls.Config) { c.InsecureSkipVerify = true }
 
+// tlsVerificationOnly leaves the client to crypto/tls alone, without the
+// server's VerifyConnection: the chain and clientAuth are verified as Go
+// does it, which takes a CA certificate without extended key usage (an
+// intermediate) for a client, and no CRL is consulted.
+func tlsVerificationOnly(c *tls.Config) { c.VerifyConnection = nil }
+
+// leafCRLOnly checks revocation as a server does that looks up only the
+// leaf in its issuer's CRL: the server's own check is handed each verified
+// chain cut after the leaf's issuer, as if crypto/tls had verified that
+// much (a handshake that is not resumed: the server re-verifies those
+// itself).
+func leafCRLOnly(c *tls.Config) {
+	verify := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if !cs.DidResume && len(cs.VerifiedChains) > 0 {
+			chains := make([][]*x509.Certificate, len(cs.VerifiedChains))
+			for i, ch := range cs.VerifiedChains {
+				chains[i] = ch[:min(2, len(ch))]
+			}
+			cs.VerifiedChains, cs.HandshakeComplete = chains, true
+		}
+		return verify(cs)
+	}
+}
+
+// constraintsIgnored serves with a hand-rolled chain verifier instead of
+// crypto/x509's: it follows signatures from the client's certificate,
+// through the intermediates it sent and those of the server's bundle, to
+// a root of the server's bundle, checking dates and that every issuer is a
+// CA, but not name constraints. crypto/tls asks for a certificate without
+// verifying it; the chain found is handed to the server's own check (usage,
+// dates, revocation) as a verified chain, on handshakes that are not
+// resumed. What a server does that verifies chains itself and forgets the
+// constraints.
+func constraintsIgnored() weakening {
+	var files pki.Files
+	w := weakTLS(func(c *tls.Config) {
+		verify := c.VerifyConnection
+		c.ClientAuth = tls.RequireAnyClientCert
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			if cs.DidResume || len(cs.PeerCertificates) == 0 {
+				return verify(cs)
+			}
+			chain, err := chainBySignature(cs.PeerCertificates, files, time.Now())
+			if err != nil {
+				return err
+			}
+			cs.VerifiedChains, cs.HandshakeComplete = [][]*x509.Certificate{chain}, true
+			return verify(cs)
+		}
+	})
+	w.server = func(c *server.Config) { files = c.Files }
+	return w
+}
+
+// chainBySignature builds the chain of peer[0] up to a root of files.CA by
+// signatures alone (see constraintsIgnored).
+func chainBySignature(peer []*x509.Certificate, files pki.Files, now time.Time) ([]*x509.Certificate, error) {
+	roots, err := pki.LoadCerts(files.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := slices.Clone(peer[1:])
+	if files.Intermediates != "" {
+		if inters, err := pki.LoadCerts(files.Intermediates); err == nil {
+			pool = append(pool, inters...)
+		}
+	}
+	issued := func(c, by *x509.Certificate) bool {
+		return bytes.Equal(c.RawIssuer, by.RawSubject) && c.CheckSignatureFrom(by) == nil
+	}
+	chain := []*x509.Certificate{peer[0]}
+	for len(chain) < 6 {
+		cur := chain[len(chain)-1]
+		if now.Before(cur.NotBefore) || now.After(cur.NotAfter) {
+			return nil, x509.CertificateInvalidError{Cert: cur, Reason: x509.Expired}
+		}
+		if i := slices.IndexFunc(roots, func(r *x509.Certificate) bool { return issued(cur, r) }); i >= 0 {
+			return append(chain, roots[i]), nil
+		}
+		i := slices.IndexFunc(pool, func(c *x509.Certificate) bool { return !slices.ContainsFunc(chain, c.Equal) && issued(cur, c) })
+		if i < 0 {
+			break
+		}
+		chain = append(chain, pool[i])
+	}
+	return nil, x509.UnknownAuthorityError{Cert: chain[len(chain)-1]}
+}
+
 func TestAttackNegativeControls(t *testing.T) {
 	clientCertScenarios := []string{"self-signed-client", "rogue-ca", "no-client-cert", "expired-client",
-		"not-yet-valid-client", "revoked-client", "revoked-resumed", "server-cert-as-client", "second-ca-revoked", "rolled-back-crl"}
+		"not-yet-valid-client", "revoked-client", "revoked-resumed", "server-cert-as-client", "second-ca-revoked", "rolled-back-crl",
+		"outside-constraints", "intermediate-as-client", "revoked-intermediate", "retired-root"}
 	cases := []struct {
 		name          string
 		weak          weakening
@@ -180,15 +271,21 @@ func TestAttackNegativeControls(t *testing.T) {
 		// The handler's own check answers 403 to a request without a
 		// certificate, so the control fails too.
 		{"client certificate not requested", weakTLS(clientCertNotRequested), clientCertScenarios, true},
-		{"CRL not loaded", weakening{server: noCRL}, []string{"revoked-client", "revoked-resumed", "second-ca-revoked", "rolled-back-crl"}, false},
+		{"CRL not loaded", weakening{server: noCRL}, []string{"revoked-client", "revoked-resumed", "second-ca-revoked", "rolled-back-crl", "revoked-intermediate"}, false},
 		{"resumed sessions not re-checked", weakTLS(resumptionNotRechecked), []string{"revoked-resumed"}, false},
 		{"TLS 1.0 and CBC suites allowed", weakTLS(oldProtocols), []string{"tls10", "tls11", "tls12-cbc"}, false},
 		{"no policy", weakening{server: noPolicy}, []string{"san-impersonation", "outside-policy"}, false},
 		{"SANs taken for names", weakening{server: sansAsNames}, []string{"san-impersonation"}, false},
-		{"only the first CRL", weakening{server: firstCRLOnly}, []string{"second-ca-revoked"}, false},
+		// The second CA's CRLs are the intermediate's and the root's.
+		{"only the first CRL", weakening{server: firstCRLOnly}, []string{"second-ca-revoked", "revoked-intermediate"}, false},
 		{"CRL numbers forgotten", crlNumbersForgotten(), []string{"rolled-back-crl"}, false},
 		{"host name not checked by the client", weakening{clientTLS: hostNameUnchecked}, []string{"hostname-mismatch"}, false},
 		{"server certificate not checked by the client", weakening{clientTLS: serverUnchecked}, []string{"rogue-server", "hostname-mismatch"}, false},
+		{"name constraints not enforced", constraintsIgnored(), []string{"outside-constraints"}, false},
+		{"only the leaf's CRL checked", weakTLS(leafCRLOnly), []string{"revoked-intermediate"}, false},
+		{"crypto/tls verification alone", weakTLS(tlsVerificationOnly),
+			[]string{"revoked-client", "revoked-resumed", "second-ca-revoked", "rolled-back-crl", "intermediate-as-client", "revoked-intermediate"}, false},
+		{"retired root kept in the bundle", weakening{keepRetired: true}, []string{"retired-root"}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -153,3 +153,26 @@ func (l *serverLog) awaitKey(ctx context.Context, key string, n int, d time.Dura
 		return strings.Join(parts, "; ")
 	}
 }
+
+// refusal waits (up to d) until the server has refused the handshake of
+// peer and returns that event; ok is false when it recorded no refusal.
+func (l *serverLog) refusal(ctx context.Context, peer string, d time.Duration) (server.HandshakeEvent, bool) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		hs, shook := l.handshakes[peer]
+		ch := l.changed
+		l.mu.Unlock()
+		if shook && hs.Err != nil {
+			return hs, true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return server.HandshakeEvent{}, false
+		case <-deadline.C:
+			return server.HandshakeEvent{}, false
+		}
+	}
+}

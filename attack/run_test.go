@@ -26,12 +26,28 @@ type remoteServer struct {
 
 func startRemote(t *testing.T, withPolicy bool) *remoteServer {
 	t.Helper()
-	return startRemoteMode(t, withPolicy, false)
+	return startRemoteWith(t, withPolicy, nil)
 }
 
 func startRemoteMode(t *testing.T, withPolicy, selfSigned bool) *remoteServer {
 	t.Helper()
-	d := servertest.PKI(t, selfSigned)
+	return startRemoteWith(t, withPolicy, func(o *pki.InitOptions) { o.SelfSigned = selfSigned })
+}
+
+// startRemoteConstrained starts a server of a PKI whose intermediate has
+// the demo's name constraints.
+func startRemoteConstrained(t *testing.T) *remoteServer {
+	t.Helper()
+	nc, err := demoConstraints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startRemoteWith(t, true, func(o *pki.InitOptions) { o.Constraints = nc })
+}
+
+func startRemoteWith(t *testing.T, withPolicy bool, mutate func(*pki.InitOptions)) *remoteServer {
+	t.Helper()
+	d := servertest.PKIWith(t, mutate)
 	cfg := server.Config{ReloadInterval: 50 * time.Millisecond}
 	if withPolicy {
 		pf := filepath.Join(t.TempDir(), "policy.yaml")
@@ -67,8 +83,11 @@ func clientOnlyDir(t *testing.T, from pki.Dir) pki.Dir {
 	return to
 }
 
+// TestAttackRunRemote attacks a server of a PKI whose intermediate has
+// name constraints, as the demo's has. The scenarios that change a PKI run
+// only on the demo's second CA and are skipped.
 func TestAttackRunRemote(t *testing.T) {
-	rs := startRemote(t, true)
+	rs := startRemoteConstrained(t)
 	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, RevocationWait: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -80,8 +99,22 @@ func TestAttackRunRemote(t *testing.T) {
 		t.Errorf("report OK=%v mode %s, want OK remote; failures: %+v", rep.OK, rep.Mode, rep.Failures())
 	}
 	// Only the demo has a second CA.
-	if rep.Count(Refused) != len(Scenarios())-2 || rep.Count(Passed) != 1 || result(t, rep, "second-ca-revoked").Outcome != Skipped {
-		t.Errorf("%d refused, %d passed, second-ca-revoked %s", rep.Count(Refused), rep.Count(Passed), result(t, rep, "second-ca-revoked").Outcome)
+	secondOnly := []string{"second-ca-revoked", "revoked-intermediate", "retired-root"}
+	if rep.Count(Refused) != len(Scenarios())-1-len(secondOnly) || rep.Count(Passed) != 1 || rep.Count(Skipped) != len(secondOnly) {
+		t.Errorf("%d refused, %d passed, %d skipped; want %d, 1 and %d", rep.Count(Refused), rep.Count(Passed), rep.Count(Skipped), len(Scenarios())-1-len(secondOnly), len(secondOnly))
+	}
+	for _, name := range secondOnly {
+		if r := result(t, rep, name); r.Outcome != Skipped || !strings.Contains(r.Observed, "needs a second CA") {
+			t.Errorf("%s: %s (%s), want skipped for want of a second CA", name, r.Outcome, r.Observed)
+		}
+	}
+	for name, want := range map[string]string{
+		"outside-constraints":    "expected because its DNS name kvsctl-attack-forged.invalid is outside the name constraints",
+		"intermediate-as-client": "expected because the issuing intermediate CA",
+	} {
+		if r := result(t, rep, name); !strings.Contains(r.Observed, "refused at the handshake (tls: bad certificate); "+want) {
+			t.Errorf("%s observed %q, want the alert and %q", name, r.Observed, want)
+		}
 	}
 	for _, name := range []string{"self-signed-client", "revoked-client", "tls10", "plaintext-http"} {
 		if r := result(t, rep, name); r.ServerSaw != remoteSaw {
@@ -123,6 +156,32 @@ func TestAttackRunRemote(t *testing.T) {
 	}
 }
 
+// TestAttackRunRemoteFlat attacks a server of a flat PKI (one CA that
+// signs the leaves itself, as before the hierarchy): every scenario that
+// does not need the demo's second CA runs and is refused, the CA's own
+// certificate included.
+func TestAttackRunRemoteFlat(t *testing.T) {
+	rs := startRemoteWith(t, true, func(o *pki.InitOptions) { o.Flat = true })
+	if rs.dir.Hierarchy() {
+		t.Fatal("the PKI is a hierarchy")
+	}
+	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, RevocationWait: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		t.Logf("%-24s %-9s %s | client: %s", r.Scenario, r.Outcome, r.Observed, r.ClientSaw)
+	}
+	// Skipped: the three that need a second CA, and outside-constraints
+	// (the flat CA has no name constraints).
+	if !rep.OK || rep.Count(Skipped) != 4 || rep.Count(Refused) != len(Scenarios())-5 {
+		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 4 and %d", rep.OK, rep.Count(Skipped), rep.Count(Refused), len(Scenarios())-5)
+	}
+	if r := result(t, rep, "intermediate-as-client"); r.Outcome != Refused || !strings.Contains(r.Observed, "expected because the CA kvsctl CA is a CA certificate") {
+		t.Errorf("intermediate-as-client on a flat PKI: %s (%s)", r.Outcome, r.Observed)
+	}
+}
+
 func TestAttackRunRemoteWithoutCAKey(t *testing.T) {
 	rs := startRemote(t, true)
 	dir := clientOnlyDir(t, rs.dir)
@@ -143,8 +202,8 @@ func TestAttackRunRemoteWithoutCAKey(t *testing.T) {
 			t.Errorf("%s: needs CA key %v, outcome %s", r.Scenario, s.NeedsCAKey, r.Outcome)
 		}
 	}
-	if len(skipped) != 10 || !rep.OK {
-		t.Errorf("skipped %v, OK %v; want 10 skipped and OK", skipped, rep.OK)
+	if len(skipped) != 14 || !rep.OK {
+		t.Errorf("skipped %v, OK %v; want 14 skipped and OK", skipped, rep.OK)
 	}
 }
 
@@ -160,8 +219,8 @@ func TestAttackRunRemoteSelfSigned(t *testing.T) {
 	for _, r := range rep.Results {
 		t.Logf("%-22s %-9s %s | client: %s", r.Scenario, r.Outcome, r.Observed, r.ClientSaw)
 	}
-	if !rep.OK || rep.Count(Skipped) != 10 || rep.Count(Refused) != 8 {
-		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 10 and 8", rep.OK, rep.Count(Skipped), rep.Count(Refused))
+	if !rep.OK || rep.Count(Skipped) != 14 || rep.Count(Refused) != 8 {
+		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 14 and 8", rep.OK, rep.Count(Skipped), rep.Count(Refused))
 	}
 	if r := result(t, rep, "expired-client"); !strings.Contains(r.Observed, "self-signed PKI without a CA") {
 		t.Errorf("expired-client skipped with %q", r.Observed)
@@ -176,9 +235,13 @@ func TestAttackRunRemoteSelfSigned(t *testing.T) {
 // check finds and removes the key.
 func TestAttackRunRemoteNoPolicy(t *testing.T) {
 	rs := startRemote(t, false)
-	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, Scenarios: []string{"control", "outside-policy", "no-client-cert"}})
+	rep, err := Run(context.Background(), RunOptions{Server: rs.addr, Dir: rs.dir, Scenarios: []string{"control", "outside-policy", "no-client-cert", "outside-constraints"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// This PKI has no name constraints: nothing is outside them.
+	if r := result(t, rep, "outside-constraints"); r.Outcome != Skipped || !strings.Contains(r.Observed, "no DNS or IP name constraints") {
+		t.Errorf("outside-constraints on an unconstrained PKI: %s (%s), want skipped", r.Outcome, r.Observed)
 	}
 	r := result(t, rep, "outside-policy")
 	if r.Outcome != Succeeded || !r.Wrote || rep.OK {

@@ -172,6 +172,38 @@ var scenarios = []Scenario{
 		NeedsCAKey:  true,
 		run:         runOutsidePolicy,
 	},
+	{
+		Name:        "outside-constraints",
+		Description: "a client certificate for a name outside the issuing CA's name constraints, forged with that CA's key past pki's own check",
+		Attacker:    "leaf forged with the intermediate's key, SAN outside its constraints",
+		Expected:    "refused at the handshake: name not permitted",
+		NeedsCAKey:  true,
+		run:         runOutsideConstraints,
+	},
+	{
+		Name:        "intermediate-as-client",
+		Description: "the issuing intermediate CA's own certificate, with its key, presented as a client certificate",
+		Attacker:    "the intermediate CA's certificate and key as client cert",
+		Expected:    "refused at the handshake: a CA is not a client",
+		NeedsCAKey:  true,
+		run:         runIntermediateAsClient,
+	},
+	{
+		Name:        "revoked-intermediate",
+		Description: "a valid client certificate whose intermediate CA its root revoked (the second CA of the server's bundle)",
+		Attacker:    "leaf of an intermediate that is on its root's CRL",
+		Expected:    "refused at the handshake: a CA of the chain is revoked",
+		NeedsCAKey:  true, // the second CA's
+		run:         runRevokedIntermediate,
+	},
+	{
+		Name:        "retired-root",
+		Description: "a client certificate of a root that was rotated out and then retired (the second CA of the server's bundle)",
+		Attacker:    "leaf of the old generation after the root's retirement",
+		Expected:    "refused at the handshake: unknown authority",
+		NeedsCAKey:  true, // the second CA's
+		run:         runRetiredRoot,
+	},
 }
 
 // Scenarios returns the catalogue of scenarios, in the order they run.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs"
@@ -22,8 +23,28 @@ import (
 // common name of its own and e-mail and DNS SANs that spell the real
 // client's name: a policy that took every SAN for a name would give it the
 // real client's rights.
+//
+// Only the SANs that a verifier accepts under the CA's name constraints are
+// used: a CA constrained to other DNS names cannot issue the DNS SAN (a
+// leaf forged with one is the outside-constraints scenario), and Go's
+// verifier refuses, under a CA with any name constraints, an e-mail SAN
+// that is not an address or that e-mail constraints do not cover.
 func runSANImpersonation(ctx context.Context, e *env, key string) observation {
 	name := e.client.Leaf.Subject.CommonName
+	emails, hosts := []string{name}, []string{name}
+	var left []string
+	for _, c := range caChain(e.ca) {
+		nc := pki.ConstraintsOf(c)
+		if emails != nil && !nc.Empty() && (!strings.Contains(name, "@") || len(nc.Emails) > 0) {
+			emails, left = nil, append(left, "email:"+name)
+		}
+	}
+	if !permitted(e.ca, name) {
+		hosts, left = nil, append(left, "DNS:"+name)
+	}
+	if emails == nil && hosts == nil {
+		return observation{outcome: Skipped, observed: fmt.Sprintf("the name constraints of the CA permit neither an e-mail nor a DNS SAN that spells %q: no such certificate can be issued", name), serverSaw: "-", clientSaw: "-"}
+	}
 	k, err := pki.GenerateKey(e.keyType)
 	if err != nil {
 		return broken("generate a key: %v", err)
@@ -31,12 +52,23 @@ func runSANImpersonation(ctx context.Context, e *env, key string) observation {
 	now := e.now()
 	leaf, err := e.ca.Sign(pki.LeafRequest{
 		Profile: pki.ProfileClient, Subject: pkix.Name{CommonName: e.identity("san")},
-		Emails: []string{name}, Hosts: []string{name}, PublicKey: k.Public(), NotAfter: now.Add(materialLifetime),
+		Emails: emails, Hosts: hosts, PublicKey: k.Public(), NotAfter: now.Add(materialLifetime),
 	}, now)
 	if err != nil {
 		return broken("make the certificate: %v", err)
 	}
-	cert := tlsCert(k, leaf)
+	var sans []string
+	for _, a := range emails {
+		sans = append(sans, "email:"+a)
+	}
+	for _, h := range hosts {
+		sans = append(sans, "DNS:"+h)
+	}
+	note := ""
+	if len(left) > 0 {
+		note = " (without " + strings.Join(left, ", ") + ": not valid under the CA's name constraints)"
+	}
+	cert := tlsCert(k, leafChain(e.ca, leaf)...)
 	c, err := e.realClient(e.addr, &cert)
 	if err != nil {
 		return broken("load the client: %v", err)
@@ -48,10 +80,10 @@ func runSANImpersonation(ctx context.Context, e *env, key string) observation {
 	switch {
 	case perr == nil:
 		o.outcome, o.wrote, o.clientSaw = Succeeded, true, "PUT accepted"
-		o.observed = fmt.Sprintf("write accepted: the SANs email:%s and DNS:%s got the rights of %q", name, name, name)
+		o.observed = fmt.Sprintf("write accepted: the SANs %s got the rights of %q%s", strings.Join(sans, " and "), name, note)
 	case errors.As(perr, &se) && se.Code == 403:
 		o.outcome, o.clientSaw = Refused, errText(perr)
-		o.observed = "handshake accepted, write refused with 403: the SANs are not the identity " + name
+		o.observed = "handshake accepted, write refused with 403: the SANs are not the identity " + name + note
 	default:
 		o.outcome, o.observed, o.clientSaw = Broken, "expected the handshake to pass and the policy to refuse", errText(perr)
 	}

@@ -16,18 +16,22 @@
 //	metrics.go     the metrics observer
 //	tls.go         TLS: certificate, client roots and CRL as one immutable snapshot
 //	policyfile.go  the policy file, parsed by kvs/policy and reloaded
-//	reload.go      file stamps and the polling watcher
+//	reload.go      file stamps and the polling watcher, which waits for a multi-file update to settle
 //	loglimit.go    a rate limit for lines that a flood could repeat
 //	bare.go        ServeBare: the ceiling kvsctl bench compares with
 //
 // # Guarantees
 //
 // The server requires a client certificate that chains to the CA bundle
-// and carries the clientAuth usage, with TLS 1.2 at least and AEAD suites
-// only, over HTTP/2 and HTTP/1.1. Its TLS material is an immutable
+// (within the name constraints of every CA of the chain), is not itself a
+// CA and carries the clientAuth usage, with TLS 1.2 at least and AEAD
+// suites only, over HTTP/2 and HTTP/1.1. In a hierarchy it takes the
+// intermediates it accepts CRLs of from the intermediates bundle and its
+// own chain, each of which must chain to a root of the bundle. Its TLS material is an immutable
 // snapshot behind an atomic pointer, served through GetConfigForClient:
 // Reload builds a new snapshot and swaps it in, and a broken file keeps
-// the old one. Every handshake, resumed ones included, runs
+// the old one; the file watcher reloads an update of several files once
+// they have all been written. Every handshake, resumed ones included, runs
 // VerifyConnection, which checks the CRL (verified at load, its NextUpdate
 // checked on every use: an expired CRL refuses every client, loudly) and
 // re-verifies the chain of a resumed session against the current roots.

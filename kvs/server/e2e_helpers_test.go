@@ -22,14 +22,41 @@ import (
 	"github.com/kvsctl/kvsctl/pki"
 )
 
-// testPKI creates a PKI (CA or self-signed mode) with fast ECDSA keys.
+// testPKI creates a PKI with fast ECDSA keys: a root, an intermediate and
+// the leaves it signs (what pki init makes), or a self-signed one.
 func testPKI(t testing.TB, selfSigned bool) pki.Dir {
 	t.Helper()
+	return testPKIWith(t, func(o *pki.InitOptions) { o.SelfSigned = selfSigned })
+}
+
+// testPKIWith creates a PKI with fast ECDSA keys and a server certificate
+// for localhost and 127.0.0.1, with the options mutate sets (Flat,
+// Constraints...).
+func testPKIWith(t testing.TB, mutate func(*pki.InitOptions)) pki.Dir {
+	t.Helper()
 	d := pki.Dir(filepath.Join(t.TempDir(), "certs"))
-	if _, err := pki.Init(context.Background(), pki.InitOptions{Dir: d, SelfSigned: selfSigned, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
+	o := pki.InitOptions{Dir: d, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}
+	if mutate != nil {
+		mutate(&o)
+	}
+	if _, err := pki.Init(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// caLayouts are the two CA layouts: a root and an issuing intermediate
+// (the default), and one flat CA that signs leaves itself (pki init
+// --flat, and every PKI made before the hierarchy).
+var caLayouts = []struct {
+	name string
+	flat bool
+}{{"hierarchy", false}, {"flat", true}}
+
+// layoutPKI creates a CA-mode PKI of the given layout.
+func layoutPKI(t testing.TB, flat bool) pki.Dir {
+	t.Helper()
+	return testPKIWith(t, func(o *pki.InitOptions) { o.Flat = flat })
 }
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -272,10 +299,35 @@ func signLeaf(t *testing.T, d pki.Dir, name string, mutate func(*pki.LeafRequest
 	if err := pki.WriteFileAtomic(f.Key, keyPEM, pki.KeyMode, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := pki.WriteFileAtomic(f.Cert, pki.PEMCert(cert.Raw), pki.CertMode, false); err != nil {
+	if err := pki.WriteFileAtomic(f.Cert, leafFile(ca, cert.Raw), pki.CertMode, false); err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// leafFile is what a certificate file of a leaf that ca signed holds, as
+// pki writes it: the leaf, then the intermediate when ca is one. Go's
+// client sends a certificate only when its chain names one of the CAs the
+// server asks for (the roots), so a leaf of an intermediate written alone
+// is not sent at all.
+func leafFile(ca *pki.CA, leafDER []byte) []byte {
+	out := pki.PEMCert(leafDER)
+	if len(ca.Chain) > 0 {
+		out = append(out, pki.PEMCert(ca.Cert.Raw)...)
+	}
+	return out
+}
+
+// presentAnyway makes a client present its certificate whatever CAs the
+// server says it accepts, as an attacker does: Go's client would otherwise
+// send none for a certificate of a CA the server does not name, and the
+// server would refuse it for lack of a certificate, not for its CA.
+func presentAnyway(c *tls.Config) {
+	if len(c.Certificates) == 0 {
+		return
+	}
+	cert := c.Certificates[0]
+	c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 }
 
 // expectRejected fails unless err says the server refused this client.

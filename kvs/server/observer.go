@@ -60,6 +60,9 @@ const (
 	ReasonUnknownAuthority Reason = "unknown_authority"
 	ReasonExpired          Reason = "expired_or_not_yet_valid"
 	ReasonWrongUsage       Reason = "wrong_usage"
+	// ReasonNameNotPermitted: a name of the certificate is outside the
+	// name constraints of a CA of its chain.
+	ReasonNameNotPermitted Reason = "name_not_permitted"
 	ReasonNoCertificate    Reason = "no_certificate"
 	ReasonProtocolVersion  Reason = "protocol_version"
 	ReasonNoSharedCipher   Reason = "no_shared_cipher"
@@ -73,7 +76,7 @@ const (
 
 // Reasons lists every Reason, for metrics that want a series per label.
 var Reasons = []Reason{ReasonRevoked, ReasonCRLUnavailable, ReasonUnknownAuthority, ReasonExpired,
-	ReasonWrongUsage, ReasonNoCertificate, ReasonProtocolVersion, ReasonNoSharedCipher, ReasonNotTLS,
+	ReasonWrongUsage, ReasonNameNotPermitted, ReasonNoCertificate, ReasonProtocolVersion, ReasonNoSharedCipher, ReasonNotTLS,
 	ReasonPlaintextHTTP, ReasonClientRefused, ReasonEOF, ReasonTimeout, ReasonOther}
 
 // errPlaintextHTTP is the handshake error of a client that spoke plain
@@ -111,6 +114,8 @@ func ReasonOf(err error) Reason {
 			return ReasonExpired
 		case x509.IncompatibleUsage:
 			return ReasonWrongUsage
+		case x509.CANotAuthorizedForThisName:
+			return ReasonNameNotPermitted
 		}
 		return ReasonOther
 	case errors.As(err, &rhe):

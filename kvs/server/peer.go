@@ -25,8 +25,9 @@ func (s *TLS) verifyConnection(snap *tlsSnapshot) func(tls.ConnectionState) erro
 
 // verifyPeer checks a client as of snap at now: its chain ends in a root
 // of snap (verified again unless crypto/tls just did it against snap's
-// roots), it names clientAuth explicitly, it has not expired, and no
-// certificate of the chain is revoked. It returns until when the answer
+// roots, name constraints included), it is not a CA, it names clientAuth
+// explicitly, it has not expired, and no certificate of the chain is
+// revoked. It returns until when the answer
 // holds: the first expiry of the chain or NextUpdate of its CRLs.
 func (s *TLS) verifyPeer(snap *tlsSnapshot, cs *tls.ConnectionState, now time.Time) (time.Time, error) {
 	if len(cs.PeerCertificates) == 0 {
@@ -53,9 +54,14 @@ func (s *TLS) verifyPeer(snap *tlsSnapshot, cs *tls.ConnectionState, now time.Ti
 			return time.Time{}, fmt.Errorf("kvs: client certificate no longer valid: %w", err)
 		}
 	}
+	if leaf.IsCA {
+		// crypto/x509 takes a CA certificate without extended key usage
+		// (what intermediates carry) as valid for any use, a client's
+		// included: whoever holds a CA's key must not log in with the CA.
+		return time.Time{}, wrongUsage(leaf, "a CA certificate (basic constraints CA:TRUE) is not a client certificate")
+	}
 	if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
-		return time.Time{}, x509.CertificateInvalidError{Cert: leaf, Reason: x509.IncompatibleUsage,
-			Detail: "a client certificate must name clientAuth in its extended key usage"}
+		return time.Time{}, wrongUsage(leaf, "a client certificate must name clientAuth in its extended key usage")
 	}
 	until := leaf.NotAfter
 	for _, c := range chains[0] {
@@ -74,6 +80,14 @@ func (s *TLS) verifyPeer(snap *tlsSnapshot, cs *tls.ConnectionState, now time.Ti
 		until = earlier(until, crlUntil)
 	}
 	return until, nil
+}
+
+// wrongUsage is the refusal of a certificate not meant for a client: an
+// x509.CertificateInvalidError (IncompatibleUsage) with the reason in its
+// message, which the error of crypto/x509 leaves out.
+func wrongUsage(c *x509.Certificate, why string) error {
+	return fmt.Errorf("kvs: %s (%s): %w", why, c.Subject.CommonName,
+		x509.CertificateInvalidError{Cert: c, Reason: x509.IncompatibleUsage, Detail: why})
 }
 
 func earlier(a, b time.Time) time.Time {

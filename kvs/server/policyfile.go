@@ -58,6 +58,9 @@ func (h *policyFile) Reload() error {
 	return err
 }
 
+// watched is the policy file.
+func (h *policyFile) watched() []string { return []string{h.path} }
+
 func (h *policyFile) changed() bool {
 	st := stampFiles([]string{h.path})
 	if f := h.failed.Load(); f != nil && *f == st {

@@ -59,7 +59,8 @@ func loadCRLs(files []string, cas []*x509.Certificate, noCRL bool) (crlSet, erro
 		for _, rl := range lists {
 			issuer := crlIssuer(rl, cas)
 			if issuer == nil {
-				return set, fmt.Errorf("CRL %s (issuer %s, number %v) was not signed by any CA the server trusts", file, rlIssuerName(rl), rl.Number)
+				return set, fmt.Errorf("CRL %s (issuer %s, number %v) was not signed by any CA the server trusts (a root of the CA bundle, or an intermediate of the intermediates bundle or of the server's own chain that chains to one)",
+					file, rlIssuerName(rl), rl.Number)
 			}
 			c, err := pki.NewCRL(rl, issuer)
 			if err != nil {

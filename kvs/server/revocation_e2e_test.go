@@ -88,42 +88,69 @@ func TestCRLAppearingLaterIsEnforced(t *testing.T) {
 	expectRejected(t, "revoked after the CRL appeared", c.Ping(t.Context()))
 }
 
-// TestCRLPerIssuer: with two CAs in the bundle and both CRLs in one file,
-// a certificate revoked by the second CA is refused (security finding 3:
-// only the first CRL block counted), and a CA without a CRL is a start-up
-// error naming it.
-func TestCRLPerIssuer(t *testing.T) {
-	d1, d2 := testPKI(t, false), testPKI(t, false)
-	bobFiles, bob := issueClient(t, d2, "bob")
-	revoke(t, d2, bob.CertFile)
-	bundle := concat(t, "bundle.pem", d1.CACert(), d2.CACert())
-	crls := concat(t, "crls.pem", d1.CRL(), d2.CRL())
-	ts := startServer(t, d1, nil, func(c *Config) {
-		c.Files.CA, c.Files.CRLs = bundle, []string{crls}
-	})
-	bobFiles.CA = d1.CACert()
-	expectRejected(t, "a certificate the second CA revoked", freshClient(t, ts.addr, clientTLS(t, bobFiles, nil), false).Ping(t.Context()))
-	aliceFiles, _ := issueClient(t, d2, "alice")
-	aliceFiles.CA = d1.CACert()
-	if err := freshClient(t, ts.addr, clientTLS(t, aliceFiles, nil), false).Ping(t.Context()); err != nil {
-		t.Errorf("a current certificate of the second CA: %v", err)
+// intermediatesOf concatenates the intermediates bundles of the
+// hierarchies among dirs into one file, for a server that trusts the roots
+// of all of them; "" when none is a hierarchy.
+func intermediatesOf(t *testing.T, dirs ...pki.Dir) string {
+	t.Helper()
+	var files []string
+	for _, d := range dirs {
+		if d.Hierarchy() {
+			files = append(files, d.Intermediates())
+		}
 	}
-	// The same CRLs given as two files work alike.
-	ts2 := startServer(t, d1, nil, func(c *Config) { c.Files.CA, c.Files.CRLs = bundle, []string{d1.CRL(), d2.CRL()} })
-	expectRejected(t, "two CRL files", freshClient(t, ts2.addr, clientTLS(t, bobFiles, nil), false).Ping(t.Context()))
+	if len(files) == 0 {
+		return ""
+	}
+	return concat(t, "intermediates.pem", files...)
+}
 
-	files, err := d1.ServerFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files.CA = bundle // CA2 without its CRL
-	if _, err := New(Config{Files: files, Store: newMemStore()}); !errors.Is(err, ErrNoCRL) || !strings.Contains(err.Error(), bob.Cert.Issuer.CommonName) {
-		t.Errorf("a bundle CA without a CRL: %v, want ErrNoCRL naming it", err)
-	}
-	// A CRL no CA of the bundle signed is refused.
-	files.CA, files.CRLs = d1.CACert(), []string{d2.CRL()}
-	if _, err := New(Config{Files: files, Store: newMemStore()}); err == nil {
-		t.Error("a CRL of another CA was accepted")
+// TestCRLPerIssuer: with two PKIs in the bundle and all their CRLs in one
+// file, a certificate revoked by the second PKI's CA is refused (security
+// finding 3: only the first CRL block counted), and a CA without a CRL is
+// a start-up error naming it. Two flat CAs, and two hierarchies, whose
+// intermediates the server is given too.
+func TestCRLPerIssuer(t *testing.T) {
+	for _, layout := range caLayouts {
+		t.Run(layout.name, func(t *testing.T) {
+			d1, d2 := layoutPKI(t, layout.flat), layoutPKI(t, layout.flat)
+			bobFiles, bob := issueClient(t, d2, "bob")
+			revoke(t, d2, bob.CertFile)
+			bundle := concat(t, "bundle.pem", d1.CACert(), d2.CACert())
+			crls := concat(t, "crls.pem", d1.CRL(), d2.CRL())
+			inters := intermediatesOf(t, d1, d2)
+			ts := startServer(t, d1, nil, func(c *Config) {
+				c.Files.CA, c.Files.CRLs, c.Files.Intermediates = bundle, []string{crls}, inters
+			})
+			bobFiles.CA = d1.CACert()
+			expectRejected(t, "a certificate the second CA revoked", freshClient(t, ts.addr, clientTLS(t, bobFiles, nil), false).Ping(t.Context()))
+			refusedWith(t, ts, "certificate revoked: serial "+pki.SerialHex(bob.Cert))
+			aliceFiles, _ := issueClient(t, d2, "alice")
+			aliceFiles.CA = d1.CACert()
+			if err := freshClient(t, ts.addr, clientTLS(t, aliceFiles, nil), false).Ping(t.Context()); err != nil {
+				t.Errorf("a current certificate of the second CA: %v", err)
+			}
+			// The same CRLs given as two files work alike.
+			ts2 := startServer(t, d1, nil, func(c *Config) {
+				c.Files.CA, c.Files.CRLs, c.Files.Intermediates = bundle, []string{d1.CRL(), d2.CRL()}, inters
+			})
+			expectRejected(t, "two CRL files", freshClient(t, ts2.addr, clientTLS(t, bobFiles, nil), false).Ping(t.Context()))
+
+			files, err := d1.ServerFiles()
+			if err != nil {
+				t.Fatal(err)
+			}
+			files.CA, files.Intermediates = bundle, inters // the second PKI without its CRLs
+			if _, err := New(Config{Files: files, Store: newMemStore()}); !errors.Is(err, ErrNoCRL) || !strings.Contains(err.Error(), bob.Cert.Issuer.CommonName) {
+				t.Errorf("a bundle CA without a CRL: %v, want ErrNoCRL naming %s", err, bob.Cert.Issuer.CommonName)
+			}
+			// A CRL no CA of the bundle signed is refused.
+			files, _ = d1.ServerFiles()
+			files.CRLs = []string{d1.CRL(), d2.CRL()}
+			if _, err := New(Config{Files: files, Store: newMemStore()}); err == nil || !strings.Contains(err.Error(), "was not signed by any CA the server trusts") {
+				t.Errorf("a CRL of another CA: %v, want it refused", err)
+			}
+		})
 	}
 }
 
@@ -176,7 +203,10 @@ func TestOpenConnectionOutlivesNothing(t *testing.T) {
 		d1, d2 := testPKI(t, false), testPKI(t, false)
 		bundle := concat(t, "bundle.pem", d1.CACert(), d2.CACert())
 		crls := concat(t, "crls.pem", d1.CRL(), d2.CRL())
-		ts := startServer(t, d1, nil, func(c *Config) { c.Files.CA, c.Files.CRLs = bundle, []string{crls} })
+		inters := concat(t, "intermediates.pem", d1.Intermediates(), d2.Intermediates())
+		ts := startServer(t, d1, nil, func(c *Config) {
+			c.Files.CA, c.Files.CRLs, c.Files.Intermediates = bundle, []string{crls}, inters
+		})
 		other, err := d2.ClientFiles()
 		if err != nil {
 			t.Fatal(err)
@@ -194,6 +224,10 @@ func TestOpenConnectionOutlivesNothing(t *testing.T) {
 		if err := os.WriteFile(crls, c1, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		i1, _ := os.ReadFile(d1.Intermediates())
+		if err := os.WriteFile(inters, i1, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if err := ts.srv.Reload(); err != nil {
 			t.Fatal(err)
 		}
@@ -207,37 +241,69 @@ func TestOpenConnectionOutlivesNothing(t *testing.T) {
 // extended key usage, or with anyExtendedKeyUsage only, is refused: Go's
 // verifier takes both as valid for client authentication, and a CA that
 // issues them for other uses must not grant access (security finding 13).
+// Nor is a CA certificate a client, even one that names clientAuth. The
+// control, made the same way with clientAuth, is let in; each certificate
+// file holds the intermediate too, so every one of them is presented.
 func TestClientAuthMustBeNamed(t *testing.T) {
-	d := testPKI(t, false)
-	ts := startServer(t, d, nil, nil)
-	ca, err := pki.LoadCA(d, nil, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, eku := range map[string][]x509.ExtKeyUsage{
-		"no extended key usage": nil,
-		"anyExtendedKeyUsage":   {x509.ExtKeyUsageAny},
-	} {
-		key, err := pki.GenerateKey(pki.ECDSAP256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		serial, _ := pki.NewSerial()
-		tmpl := &x509.Certificate{
-			SerialNumber: serial, Subject: pkix.Name{CommonName: "client"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyPEM, _ := pki.MarshalKey(key, nil)
-		dir := t.TempDir()
-		f := pki.Files{Cert: filepath.Join(dir, "c.crt"), Key: filepath.Join(dir, "c.key"), CA: d.CACert()}
-		os.WriteFile(f.Cert, pki.PEMCert(der), 0o644)
-		os.WriteFile(f.Key, keyPEM, 0o600)
-		expectRejected(t, name, freshClient(t, ts.addr, clientTLS(t, f, nil), false).Ping(t.Context()))
+	for _, layout := range caLayouts {
+		t.Run(layout.name, func(t *testing.T) {
+			d := layoutPKI(t, layout.flat)
+			ts := startServer(t, d, nil, nil)
+			ca, err := pki.LoadCA(d, nil, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct {
+				name   string
+				eku    []x509.ExtKeyUsage
+				isCA   bool
+				reason string // "" when accepted
+			}{
+				{"clientAuth (control)", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, false, ""},
+				{"no extended key usage", nil, false, "must name clientAuth"},
+				{"anyExtendedKeyUsage", []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, false, "must name clientAuth"},
+				{"CA certificate naming clientAuth", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, true, "is not a client certificate"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					key, err := pki.GenerateKey(pki.ECDSAP256)
+					if err != nil {
+						t.Fatal(err)
+					}
+					serial, _ := pki.NewSerial()
+					tmpl := &x509.Certificate{
+						SerialNumber: serial, Subject: pkix.Name{CommonName: "client"},
+						NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+						KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: tc.eku,
+						BasicConstraintsValid: true, IsCA: tc.isCA,
+					}
+					if tc.isCA {
+						tmpl.KeyUsage |= x509.KeyUsageCertSign
+					}
+					der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+					if err != nil {
+						t.Fatal(err)
+					}
+					keyPEM, _ := pki.MarshalKey(key, nil)
+					dir := t.TempDir()
+					f := pki.Files{Cert: filepath.Join(dir, "c.crt"), Key: filepath.Join(dir, "c.key"), CA: d.CACert()}
+					if err := os.WriteFile(f.Cert, leafFile(ca, der), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(f.Key, keyPEM, 0o600); err != nil {
+						t.Fatal(err)
+					}
+					err = freshClient(t, ts.addr, clientTLS(t, f, nil), false).Ping(t.Context())
+					if tc.reason == "" {
+						if err != nil {
+							t.Fatalf("refused: %v", err)
+						}
+						return
+					}
+					expectRejected(t, tc.name, err)
+					refusedWith(t, ts, tc.reason)
+				})
+			}
+		})
 	}
 }
 

@@ -19,7 +19,9 @@ import (
 // Run serves on ln until ctx ends, the way kvsctl serve does: it reloads
 // the certificates, CRL and policy on SIGHUP and, every
 // Config.ReloadInterval, when their files changed (a broken file keeps the
-// previous material, logged); it serves the profiling endpoints when
+// previous material, logged), once they have stopped changing for a moment
+// (up to a second), so that an update that writes several files, such as a
+// CA rotation, is loaded whole rather than half done; it serves the profiling endpoints when
 // Config.Pprof is set; and when ctx ends it stops accepting and lets
 // in-flight requests finish within the shutdown timeout. It closes ln, not
 // the store.
@@ -67,7 +69,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		if s.policy != nil {
 			rs = append(rs, s.policy)
 		}
-		wg.Go(func() { watch(ctx, s.cfg.ReloadInterval, rs...) })
+		wg.Go(func() { watch(ctx, s.cfg.ReloadInterval, settling{settleStep, settleMax}, rs...) })
 	}
 	return s.serve(ctx, ln)
 }

@@ -164,6 +164,9 @@ func (s *TLS) changed() bool {
 	return st != s.snap.Load().stamp
 }
 
+// watched are the files of the material (see paths).
+func (s *TLS) watched() []string { return s.paths() }
+
 // paths are the files of the material, the CRLs included even when they
 // do not exist yet: a CRL that appears is loaded.
 func (s *TLS) paths() []string {
@@ -202,11 +205,7 @@ func (s *TLS) load() (*tlsSnapshot, error) {
 	for _, c := range cas {
 		snap.roots.AddCert(c)
 	}
-	for _, der := range cert.Certificate[1:] {
-		if c, err := x509.ParseCertificate(der); err == nil && c.IsCA {
-			snap.intermediates = append(snap.intermediates, c)
-		}
-	}
+	snap.intermediates = s.ownIntermediates(cert, snap.roots, now)
 	if snap.intermediates, err = s.loadIntermediates(snap.intermediates, snap.roots, now); err != nil {
 		return nil, err
 	}
@@ -244,6 +243,32 @@ func (s *TLS) load() (*tlsSnapshot, error) {
 	}
 	s.log.Info("tls material loaded", attrs...)
 	return snap, nil
+}
+
+// ownIntermediates are the CAs of the server's own certificate chain that
+// chain to a root of the client CA bundle: the server accepts their CRLs,
+// and requires them. A CA of its chain that does not chain to the bundle
+// is left out, with a warning: clients cannot chain through it, and
+// requiring its CRL would make every reload fail once its root is retired
+// from the bundle, leaving the retired root trusted by the previous
+// snapshot until a restart. The server's certificate comes from another
+// PKI than its clients' then, or from a generation the bundle no longer
+// has, and clients that trust the bundle alone will refuse it.
+func (s *TLS) ownIntermediates(cert tls.Certificate, roots *x509.CertPool, now time.Time) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, der := range cert.Certificate[1:] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil || !c.IsCA {
+			continue
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			s.log.Warn("a CA of the server's own certificate chain does not chain to the client CA bundle: left out, clients that trust only the bundle will refuse this server",
+				"cert", s.files.Cert, "ca", c.Subject.String(), "bundle", s.files.CA, "err", err)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // loadIntermediates adds the CAs of the Intermediates bundle (when set) to

@@ -19,12 +19,26 @@ import (
 	"github.com/kvsctl/kvsctl/pki"
 )
 
-// PKI makes a PKI (CA or self-signed mode) with ECDSA P-256 keys and a
-// server certificate for localhost and 127.0.0.1.
+// PKI makes a PKI with ECDSA P-256 keys and a server certificate for
+// localhost and 127.0.0.1: a root CA and an issuing intermediate that signs
+// the leaves (what pki init makes), or, with selfSigned, a self-signed
+// server and client.
 func PKI(t testing.TB, selfSigned bool) pki.Dir {
 	t.Helper()
+	return PKIWith(t, func(o *pki.InitOptions) { o.SelfSigned = selfSigned })
+}
+
+// PKIWith makes a PKI like PKI, with the options mutate sets: Flat for
+// one CA that signs the leaves itself, Constraints for name constraints
+// on the intermediate, and so on.
+func PKIWith(t testing.TB, mutate func(*pki.InitOptions)) pki.Dir {
+	t.Helper()
 	d := pki.Dir(filepath.Join(t.TempDir(), "certs"))
-	if _, err := pki.Init(context.Background(), pki.InitOptions{Dir: d, SelfSigned: selfSigned, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}); err != nil {
+	o := pki.InitOptions{Dir: d, KeyType: pki.ECDSAP256, Hosts: []string{"localhost", "127.0.0.1"}}
+	if mutate != nil {
+		mutate(&o)
+	}
+	if _, err := pki.Init(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -43,8 +57,9 @@ type Server struct {
 func (s *Server) Stop() { s.stop() }
 
 // Start serves cfg on 127.0.0.1:0 through server.Run until the test ends.
-// cfg.Files defaults to d's server files, cfg.Store to a bolt store in a
-// temporary directory (closed at the end; a given store is closed too).
+// cfg.Files defaults to d's server files (the intermediates bundle
+// included, in a hierarchy), cfg.Store to a bolt store in a temporary
+// directory (closed at the end; a given store is closed too).
 func Start(t testing.TB, d pki.Dir, cfg server.Config) *Server {
 	t.Helper()
 	if cfg.Files.Cert == "" {

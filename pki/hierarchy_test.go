@@ -201,6 +201,10 @@ func TestRotateRootAndRetire(t *testing.T) {
 	if len(ret.CAs) != 2 || !ret.CAs[1].Equal(oldInter) {
 		t.Errorf("retired %d CAs, want the old root and its intermediate", len(ret.CAs))
 	}
+	// server.crt and client.crt were never renewed: they are stale now.
+	if len(ret.Stale) != 2 || ret.Stale[0] != d.ServerCert() || ret.Stale[1] != d.ClientCert() {
+		t.Errorf("stale files %v, want server.crt and client.crt", ret.Stale)
+	}
 	if roots := must(LoadCerts(d.CACert())); len(roots) != 1 || !roots[0].Equal(r.Root) {
 		t.Errorf("ca.crt after retire holds %d roots", len(roots))
 	}

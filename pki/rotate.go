@@ -269,6 +269,10 @@ type Retired struct {
 	Records []Record            // every inventory record marked retired
 	Roots   []*x509.Certificate // ca.crt after
 	Files   []string
+	// Stale are the certificate files of the directory (server.crt,
+	// client.crt, issued/) still of the retired generation: peers refuse
+	// them from now on, so they need renewing.
+	Stale []string
 }
 
 // ErrUnknownRoot means no root of ca.crt has the fingerprint asked for.
@@ -354,6 +358,18 @@ func Retire(ctx context.Context, o RetireOptions) (*Retired, error) {
 	}
 	for _, f := range files {
 		out.Files = append(out.Files, f.path)
+	}
+	for _, r := range out.Records {
+		if r.IsCA() || r.ReplacedBy != "" || r.RevokedAt != nil || o.Now.After(r.NotAfter) {
+			continue
+		}
+		path := r.File
+		if !filepath.IsAbs(path) {
+			path = d.Path(path)
+		}
+		if c, err := LoadCert(path); err == nil && SerialHex(c) == r.Serial {
+			out.Stale = append(out.Stale, path)
+		}
 	}
 	return out, nil
 }

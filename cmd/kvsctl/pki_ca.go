@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -181,7 +182,8 @@ func pkiRetire(c *cli.Context) error {
 			Retired []pkiCAJSON  `json:"retired"`
 			Records []pki.Record `json:"records"`
 			Files   []string     `json:"files"`
-		}{cas, r.Records, r.Files})
+			Stale   []string     `json:"stale,omitempty"`
+		}{cas, r.Records, r.Files, r.Stale})
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "retired the root %s (SHA-256 %s)\n", safe(r.Root.Subject.CommonName), pki.Fingerprint(r.Root.Raw))
@@ -196,6 +198,10 @@ func pkiRetire(c *cli.Context) error {
 	pkiPrintRoots(w, r.Roots)
 	fmt.Fprintf(w, "Peers refuse the old generation once they reload %s. The old keys stay in %s until you delete them.\n",
 		d.CACert(), filepath.Dir(d.RetiredKey("x")))
+	if len(r.Stale) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "kvsctl: warning: %d certificate file(s) here are of the retired generation and will be refused: %s\n", len(r.Stale), strings.Join(r.Stale, ", "))
+		fmt.Fprintln(c.App.ErrWriter, "hint: renew them with 'kvsctl pki renew FILE'")
+	}
 	return nil
 }
 

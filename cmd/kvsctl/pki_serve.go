@@ -332,7 +332,10 @@ func pkiAgent(c *cli.Context) error {
 	if s := c.String("exec"); s != "" {
 		execArgs = []string{"sh", "-c", s}
 	}
-	ag := &caclient.Agent{CAURL: c.String("ca-url"), CAFile: caFile, Pairs: pairs, Exec: execArgs, Logger: log}
+	if r := c.Float64("renew-at"); r <= 0.05 || r >= 1 {
+		return usagef("--renew-at %v: use a fraction between 0.05 and 1, such as 0.66", r)
+	}
+	ag := &caclient.Agent{CAURL: c.String("ca-url"), CAFile: caFile, Pairs: pairs, Exec: execArgs, Logger: log, RenewAt: c.Float64("renew-at")}
 	fmt.Fprintf(c.App.ErrWriter, "kvsctl pki renew --daemon: keeping %d certificate(s) fresh through %s\n", len(pairs), c.String("ca-url"))
 	err = ag.Run(c.Context)
 	if errors.Is(err, caclient.ErrExpired) {
@@ -350,5 +353,6 @@ func agentFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "key", Usage: "its key file (with --daemon)"},
 		&cli.StringFlag{Name: "ca-file", Usage: "trust bundle that checks the CA, kept up to date (with --daemon; default DIR/ca.crt)"},
 		&cli.StringFlag{Name: "exec", Usage: "shell command to run after each renewal (with --daemon; KVS_RENEWED_CERT and KVS_RENEWED_KEY name the files)"},
+		&cli.Float64Flag{Name: "renew-at", Value: 2.0 / 3, Usage: "fraction of a certificate's lifetime after which it is renewed (with --daemon); lower leaves more time to ride out a CA outage"},
 	}, logFlags()...)
 }

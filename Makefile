@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # PostgreSQL for the storage tests; .ci/run exports the same URL.
 export KVS_TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help build test lint run clean bench bench-pki fuzz reliability man
+.PHONY: help build test lint run clean bench bench-pki fuzz reliability man lifecycle
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ bench: build ## the side-by-side performance comparison (not part of make test)
 
 bench-pki: build ## time 'kvsctl pki init' against the original two openssl runs
 	@scripts/bench-pki.sh $(BIN)
+
+lifecycle: build ## 6 minutes of the online CA, renewal agents, two servers and bench; prints the report for docs/lifecycle.md
+	@go run ./scripts/lifecycle -bin $(BIN) $(LIFECYCLE_FLAGS)
 
 man: build ## write the manual page docs/kvsctl.1 (read it with man -l docs/kvsctl.1)
 	$(BIN) man > docs/kvsctl.1.tmp && mv docs/kvsctl.1.tmp docs/kvsctl.1

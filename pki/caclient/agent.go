@@ -101,9 +101,10 @@ func (a *Agent) keep(ctx context.Context, p Pair) error {
 		if err != nil {
 			return err
 		}
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
+		start := issuedAt(p, leaf)
+		life := leaf.NotAfter.Sub(start)
 		jitter := time.Duration((rand.Float64()*2 - 1) * a.Jitter * float64(life))
-		at := leaf.NotBefore.Add(time.Duration(a.RenewAt*float64(life)) + jitter)
+		at := start.Add(time.Duration(a.RenewAt*float64(life)) + jitter)
 		a.Logger.Info("renewal scheduled", "cert", p.Cert, "serial", pki.SerialHex(leaf), "at", at.UTC(), "not_after", leaf.NotAfter.UTC())
 		if !sleep(ctx, at.Sub(a.Now())) {
 			return nil
@@ -227,6 +228,18 @@ func (a *Agent) runExec(ctx context.Context, p Pair) {
 		return
 	}
 	a.Logger.Info("ran the command after renewal", "cmd", a.Exec[0])
+}
+
+// issuedAt is when the certificate's life began for this host: its
+// NotBefore, or, when the file was written later (a CA backdates
+// NotBefore for clock skew, and with short lifetimes that would eat a good
+// part of the life), the file's modification time.
+func issuedAt(p Pair, leaf *x509.Certificate) time.Time {
+	start := leaf.NotBefore
+	if fi, err := os.Stat(p.Cert); err == nil && fi.ModTime().After(start) && fi.ModTime().Before(leaf.NotAfter) {
+		start = fi.ModTime()
+	}
+	return start
 }
 
 // prev is where the pair that a renewal replaces is kept until the new

@@ -100,12 +100,21 @@ func (s *Server) public(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 }
 
-// peerCert is the verified client certificate of the request, or nil.
-func peerCert(r *http.Request) *x509.Certificate {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+// peerCert is the client certificate of the request, verified against the
+// current trust bundle (for any usage), or nil.
+func (s *Server) peerCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return nil
 	}
-	return r.TLS.VerifiedChains[0][0]
+	roots, err := s.clientRoots()
+	if err != nil {
+		return nil
+	}
+	c, err := verifyPeer(r.TLS.PeerCertificates, roots, s.cfg.Now())
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // peerAddr is the client's IP address.
@@ -156,7 +165,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
-	cur := peerCert(r)
+	cur := s.peerCert(r)
 	if cur == nil {
 		err := errors.New("renewal needs mutual TLS with the current certificate")
 		s.audit(r, "renew", "refused", "", "", err)
@@ -187,7 +196,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	cur := peerCert(r)
+	cur := s.peerCert(r)
 	if cur == nil {
 		err := errors.New("revocation needs mutual TLS with an admin's certificate")
 		s.audit(r, "revoke", "refused", "", "", err)

@@ -122,7 +122,9 @@ func (s *Server) Fingerprints() ([]string, error) {
 
 // TLSConfig is the service's TLS configuration: its own certificate, and
 // client certificates verified (when given) against the current trust
-// bundle. Enrollment needs none; renewal and revocation do.
+// bundle, for any usage: a server's certificate renews itself over this
+// connection as much as a client's does. Enrollment needs none; renewal
+// and revocation do.
 func (s *Server) TLSConfig() *tls.Config {
 	base := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: pki.AEADSuites()}
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -137,8 +139,16 @@ func (s *Server) TLSConfig() *tls.Config {
 		c := base.Clone()
 		c.GetConfigForClient = nil
 		c.Certificates = []tls.Certificate{*cert}
-		c.ClientAuth = tls.VerifyClientCertIfGiven
-		c.ClientCAs = roots
+		// Requested, and verified below for any usage (Go's own check would
+		// insist on clientAuth).
+		c.ClientAuth = tls.RequestClientCert
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil
+			}
+			_, err := verifyPeer(cs.PeerCertificates, roots, s.cfg.Now())
+			return err
+		}
 		return c, nil
 	}
 	return base
@@ -202,6 +212,19 @@ func (s *Server) reissueOwn() error {
 	s.mu.Unlock()
 	s.log.Info("service certificate issued", "serial", pki.SerialHex(cert), "hosts", strings.Join(hosts, ","), "not_after", cert.NotAfter.UTC())
 	return nil
+}
+
+// verifyPeer verifies a presented chain against roots, for any usage, and
+// returns the leaf.
+func verifyPeer(certs []*x509.Certificate, roots *x509.CertPool, now time.Time) (*x509.Certificate, error) {
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("the client certificate: %w", err)
+	}
+	return certs[0], nil
 }
 
 // clientRoots is the trust bundle as it is on disk.

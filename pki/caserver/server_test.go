@@ -475,3 +475,28 @@ func TestBootstrapByFingerprint(t *testing.T) {
 		t.Error("a short fingerprint was accepted")
 	}
 }
+
+// TestServerCertificateRenews: a server's certificate (serverAuth only)
+// authenticates its own renewal as a client's does.
+func TestServerCertificateRenews(t *testing.T) {
+	t.Parallel()
+	s := startService(t, nil)
+	holder, csr := csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "web"}})
+	ans, err := s.client(t, nil).Enroll(context.Background(), s.token(t, "web", pki.ProfileServer, "web.example"), csr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, _ := pki.ParseCerts([]byte(ans.Certificate))
+	for _, c := range certs {
+		holder.Certificate = append(holder.Certificate, c.Raw)
+	}
+	holder.Leaf = certs[0]
+	_, next := csrFor(t, &x509.CertificateRequest{RawSubject: certs[0].RawSubject})
+	renewed, err := s.client(t, holder).Renew(context.Background(), next)
+	if err != nil {
+		t.Fatalf("a server certificate renewing itself: %v", err)
+	}
+	if c, _ := pki.ParseCerts([]byte(renewed.Certificate)); c[0].VerifyHostname("web.example") != nil {
+		t.Error("the renewed server certificate lost its host name")
+	}
+}

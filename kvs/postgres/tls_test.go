@@ -9,9 +9,11 @@ package postgres_test
 // "hostssl ... cert" as the only way in over TCP.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -165,6 +167,32 @@ func firstPEM(t *testing.T, data []byte) []byte {
 		t.Fatal("no PEM block")
 	}
 	return pem.EncodeToMemory(b)
+}
+
+// splitCRLs returns the CRL of inter and the other CRL (its root's) in
+// the crl.pem at path, as PEM.
+func splitCRLs(t *testing.T, path string, inter *x509.Certificate) (interCRL, rootCRL []byte) {
+	t.Helper()
+	rest := readFile(t, path)
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		rl, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(rl.RawIssuer, inter.RawSubject) {
+			interCRL = append(interCRL, pem.EncodeToMemory(b)...)
+		} else {
+			rootCRL = append(rootCRL, pem.EncodeToMemory(b)...)
+		}
+	}
+	if interCRL == nil || rootCRL == nil {
+		t.Fatalf("%s: want the CRLs of the intermediate and of the root", path)
+	}
+	return interCRL, rootCRL
 }
 
 // openErr opens a store on u and returns why it could not, or "" after a
@@ -354,8 +382,10 @@ func TestPostgresTLS(t *testing.T) {
 }
 
 // TestPostgresTLSRevokedClient revokes the store's certificate: PostgreSQL
-// refuses it once it reloaded crl.pem (not before), and it needs the CRLs
-// of both CAs of the chain in that file.
+// refuses it once it reloaded crl.pem (not before). Before that, the
+// controls of crl.pem itself: PostgreSQL needs the CRLs of both CAs of the
+// chain in that one file, and refuses every client of a CA whose CRL has
+// expired.
 func TestPostgresTLSRevokedClient(t *testing.T) {
 	t.Parallel()
 	dir := newPGPKI(t, pki.ECDSAP256)
@@ -367,17 +397,47 @@ func TestPostgresTLSRevokedClient(t *testing.T) {
 	// ssl_crl_file makes OpenSSL check every certificate of the chain
 	// (X509_V_FLAG_CRL_CHECK_ALL): without the root's CRL, which covers
 	// the intermediate, every client is refused.
-	partial := filepath.Join(t.TempDir(), "crl-intermediate-only.pem")
-	writeFile(t, partial, firstPEM(t, readFile(t, dir.CRL())), 0o644)
-	files := pgtest.PKIFiles(string(dir))
-	files.CRL = partial
-	c.ReloadFiles(t, files)
+	inter, err := pki.LoadCert(dir.IntermediateCert())
+	if err != nil {
+		t.Fatal(err)
+	}
+	interCRL, rootCRL := splitCRLs(t, dir.CRL(), inter)
+	crlFile := filepath.Join(t.TempDir(), "crl.pem")
+	withCRL := func(data []byte) {
+		t.Helper()
+		writeFile(t, crlFile, data, 0o644)
+		files := pgtest.PKIFiles(string(dir))
+		files.CRL = crlFile
+		c.ReloadFiles(t, files)
+	}
+	withCRL(interCRL)
 	if got := refusal(func() string { return openErr(t, u) }); !strings.Contains(got, "tls: unknown certificate authority") {
 		t.Fatalf("with only the intermediate's CRL: %q, want refused (unknown certificate authority)", got)
 	}
+	withCRL(rootCRL)
+	if got := refusal(func() string { return openErr(t, u) }); !strings.Contains(got, "tls: unknown certificate authority") {
+		t.Fatalf("with only the root's CRL: %q, want refused (unknown certificate authority)", got)
+	}
+	// An expired CRL refuses every client of its CA: crl.pem must be
+	// re-signed (pki crl), copied and reloaded before it runs out.
+	key, err := pki.LoadKey(dir.IntermediateKey(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1 << 20), ThisUpdate: now.Add(-2 * time.Hour), NextUpdate: now.Add(-time.Hour),
+	}, inter, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCRL(append(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), rootCRL...))
+	if got := refusal(func() string { return openErr(t, u) }); !strings.Contains(got, "tls: expired certificate") {
+		t.Fatalf("with an expired CRL of the intermediate: %q, want refused (expired certificate)", got)
+	}
 	c.ReloadFiles(t, pgtest.PKIFiles(string(dir)))
 	if got := openErr(t, u); got != "" {
-		t.Fatalf("with both CRLs again: %s", got)
+		t.Fatalf("with crl.pem again: %s", got)
 	}
 
 	serial := leafOf(t, dir.IssuedCert("kvs"))

@@ -23,6 +23,12 @@ func TestRedactURL(t *testing.T) {
 		{"host=db password=hunter2", "(URL not shown)"},
 		{"kvs:hunter2@db/kvs", "kvs:(URL not shown)"},
 		{"postgres://kvs@db/kvs?password", "postgres://kvs@db/kvs?password"},
+		// The documented TLS URL (docs/postgres-tls.md): file paths are no
+		// secret and are kept, so an operator sees which files are used.
+		{"postgres://kvs@127.0.0.1:5432/kvs?sslmode=verify-full&sslrootcert=certs/ca.crt&sslcert=certs/issued/kvs.crt&sslkey=certs/issued/kvs.key",
+			"postgres://kvs@127.0.0.1:5432/kvs?sslmode=verify-full&sslrootcert=certs/ca.crt&sslcert=certs/issued/kvs.crt&sslkey=certs/issued/kvs.key"},
+		{"postgres://kvs:hunter2@db/kvs?sslmode=verify-full&sslkey=/etc/kvs/kvs.key&sslpassword=hunter2",
+			"postgres://kvs:xxxxx@db/kvs?sslmode=verify-full&sslkey=/etc/kvs/kvs.key&sslpassword=xxxxx"},
 	} {
 		got := RedactURL(tc.in)
 		if strings.Contains(got, "hunter2") || strings.Contains(got, "ter2") || strings.Contains(got, "ss@") {

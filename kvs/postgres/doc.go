@@ -17,6 +17,22 @@
 // only once its batch committed. Statement returns the SQL of a Get and a
 // Put, so that kvsctl bench can replay it with pgbench.
 //
+// TLS is pgx's, from the URL (sslmode, sslrootcert, sslcert, sslkey), with
+// one change (tlsfiles.go): pgx reads the certificate files once, libpq for
+// every connection, and the store does as libpq does. Before each new pool
+// connection the files' size and modification time are compared with the
+// last load; when they changed, the URL is parsed again by pgx and the new
+// connection presents the new certificate chain and verifies the server
+// against the new CA bundle, with pgx's sslmode rules unchanged (verify-full
+// checks the chain and the host name). A set of files that does not load is
+// logged once and the previous one stays in use. Connections already open
+// keep their certificate until pgxpool retires them (pool_max_conn_lifetime,
+// one hour by default). A client key that group or others may read is
+// refused, as libpq refuses it. docs/postgres-tls.md shows the set-up with a
+// kvsctl PKI.
+//
 // Errors never contain a database password (kvs.RedactURL). The package
-// passes kvs/kvstest against a real PostgreSQL (KVS_TEST_DATABASE).
+// passes kvs/kvstest against a real PostgreSQL (KVS_TEST_DATABASE), and over
+// TLS with certificate authentication against a private cluster
+// (pgtest.TLSCluster).
 package postgres

@@ -107,13 +107,23 @@ type Options struct {
 	// each for isolation.
 	Schema string
 
-	// Logger receives migration notices; nil discards.
+	// Logger receives migration notices and the reloads of the TLS files
+	// (see Open); nil discards.
 	Logger *slog.Logger
 }
 
 // Open connects to the database of rawURL (postgres:// or postgresql://,
 // with any parameter pgx accepts, sslmode and the ssl* files included) and
 // brings the schema up to date. Errors never contain a password.
+//
+// The client certificate, its key and the CA bundle (sslcert, sslkey,
+// sslrootcert) are read again by every new connection once they changed on
+// disk, as libpq does, so a renewed certificate or a rotated root needs no
+// restart; connections already open keep theirs until the pool retires
+// them (pool_max_conn_lifetime, one hour by default). A set of files that
+// does not load (a key that does not match, a truncated file) is logged
+// once and the previous one stays in use. A key file that group or others
+// may read is refused, with libpq's rule.
 func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err := kvs.CtxErr(ctx, "open postgres store"); err != nil {
 		return nil, err
@@ -125,6 +135,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if !schemaName.MatchString(schema) {
 		return nil, fmt.Errorf("open postgres store: invalid schema name %q: want letters, digits and '_', at most 63", schema)
 	}
+	files := tlsFilesOf(rawURL)
+	if files.key != "" {
+		if err := checkKeyFile(files.key); err != nil {
+			return nil, fmt.Errorf("open postgres store: %w", err)
+		}
+	}
+	stamp := files.stamp() // before pgx reads the files
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, parseError(rawURL, err)
@@ -148,6 +165,14 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		rp["application_name"] = "kvsctl"
 	}
 
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if r := newTLSReloader(rawURL, files, stamp, cfg, log); r != nil {
+		cfg.BeforeConnect = r.beforeConnect
+	}
+
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
@@ -158,10 +183,6 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	s := &Store{pool: pool, timeout: timeout + max(timeout/5, 100*time.Millisecond)}
 	s.puts = &pgBatcher[pgPut]{max: pgBatchSlots(cfg.MaxConns), run: s.putBatch}
 	s.gets = &pgBatcher[pgGet]{max: pgBatchSlots(cfg.MaxConns), run: s.getBatch}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if err := s.migrate(ctx, schema, log); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
@@ -172,6 +193,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 // parseError describes a bad connection URL without the URL's password.
 // pgconn's ParseConfigError is not wrapped: it keeps the raw URL.
 func parseError(rawURL string, err error) error {
+	return fmt.Errorf("open postgres store: parse URL %s: %s", kvs.RedactURL(rawURL), parseReason(rawURL, err))
+}
+
+// parseReason is why pgx could not parse rawURL, without the URL.
+func parseReason(rawURL string, err error) string {
 	reason := "invalid connection settings"
 	if inner := errors.Unwrap(err); inner != nil {
 		reason = inner.Error()
@@ -183,7 +209,7 @@ func parseError(rawURL string, err error) error {
 			reason = "malformed URL"
 		}
 	}
-	return fmt.Errorf("open postgres store: parse URL %s: %s", kvs.RedactURL(rawURL), reason)
+	return reason
 }
 
 // Get implements Store.

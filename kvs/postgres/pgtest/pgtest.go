@@ -6,6 +6,12 @@
 // loud message; under CI=true it fails instead, because there a missing
 // database is a broken pipeline rather than a choice. Only tests import
 // this package.
+//
+// TLSCluster (cluster.go) instead starts a private server of the test's
+// own, with initdb and pg_ctl, that accepts only TLS connections with a
+// client certificate of a kvsctl PKI; without the server binaries it skips
+// loudly, or fails under CI=true, the same way. Proxy (proxy.go) forwards
+// TCP to a server, for outage tests.
 package pgtest
 
 import (

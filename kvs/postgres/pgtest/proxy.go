@@ -14,7 +14,7 @@ import (
 type Proxy struct {
 	t      testing.TB
 	target string
-	Addr   string // 127.0.0.1:port, the same across Restart
+	Addr   string // host:port (127.0.0.1 unless StartProxyAt), the same across Restart
 	frozen atomic.Bool
 
 	mu    sync.Mutex
@@ -26,8 +26,15 @@ type Proxy struct {
 // ends.
 func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
+	return StartProxyAt(t, "127.0.0.1:0", target)
+}
+
+// StartProxyAt is StartProxy listening on addr, e.g. 127.0.0.2:0: another
+// address of the same server, for a host name check.
+func StartProxyAt(t testing.TB, addr, target string) *Proxy {
+	t.Helper()
 	p := &Proxy{t: t, target: target, conns: map[net.Conn]bool{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

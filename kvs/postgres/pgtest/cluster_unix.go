@@ -1,0 +1,13 @@
+//go:build unix
+
+package pgtest
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// runAs makes cmd run as the user uid and group gid.
+func runAs(cmd *exec.Cmd, uid, gid uint32) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+}

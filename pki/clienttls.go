@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,59 +21,63 @@ import (
 type ClientTLS struct {
 	files Files
 	opts  TLSOptions
-	cache tls.ClientSessionCache
 	// CheckEvery is how often the files are compared; 0 means a second.
 	CheckEvery time.Duration
 
-	mu      sync.Mutex
-	cur     *tls.Config
+	mu      sync.Mutex // taken to check the files
+	cur     atomic.Pointer[tls.Config]
 	stamp   string
-	checked time.Time
-	err     error // of the last failed reload, nil after a good one
+	checked atomic.Int64 // unix nanoseconds of the last check
+	err     error        // of the last failed reload, nil after a good one
 }
 
 // NewClientTLS loads the files once (an error here is final) and returns
 // a ClientTLS that reloads them when they change.
 func (f Files) NewClientTLS(o TLSOptions) (*ClientTLS, error) {
 	c := &ClientTLS{files: f, opts: o}
-	if !o.NoResume {
-		// One session cache across reloads: a resumed session was
-		// verified when it was made.
-		c.cache = tls.NewLRUClientSessionCache(256)
-	}
 	cfg, err := c.load()
 	if err != nil {
 		return nil, err
 	}
-	c.cur, c.stamp, c.checked = cfg, c.filesStamp(), time.Now()
+	c.cur.Store(cfg)
+	c.stamp = c.filesStamp()
+	c.checked.Store(time.Now().UnixNano())
 	return c, nil
 }
 
 // Config returns the configuration for a new connection. It is shared: do
 // not modify it (clone it first).
+//
+// It is cheap enough to call for every request: between checks it is an
+// atomic load.
 func (c *ClientTLS) Config() *tls.Config {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	every := c.CheckEvery
 	if every <= 0 {
 		every = time.Second
 	}
-	if time.Since(c.checked) < every {
-		return c.cur
+	now := time.Now().UnixNano()
+	if now-c.checked.Load() < int64(every) {
+		return c.cur.Load()
 	}
-	c.checked = time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now-c.checked.Load() < int64(every) {
+		return c.cur.Load()
+	}
+	c.checked.Store(now)
 	st := c.filesStamp()
 	if st == c.stamp {
-		return c.cur
+		return c.cur.Load()
 	}
 	c.stamp = st // a broken set is not retried until it changes again
 	cfg, err := c.load()
 	if err != nil {
 		c.err = err
-		return c.cur
+		return c.cur.Load()
 	}
-	c.cur, c.err = cfg, nil
-	return c.cur
+	c.cur.Store(cfg)
+	c.err = nil
+	return cfg
 }
 
 // Err is the error of the last reload that failed, or nil once a reload
@@ -83,15 +88,11 @@ func (c *ClientTLS) Err() error {
 	return c.err
 }
 
+// load builds a configuration from the files. Each has a session cache of
+// its own: a session resumed from one made with the previous certificate
+// would present the previous identity to the server.
 func (c *ClientTLS) load() (*tls.Config, error) {
-	o := c.opts
-	o.NoResume = true // the shared cache goes in below
-	cfg, err := c.files.ClientConfig(o)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ClientSessionCache = c.cache
-	return cfg, nil
+	return c.files.ClientConfig(c.opts)
 }
 
 // filesStamp identifies the state of the files: size and modification time

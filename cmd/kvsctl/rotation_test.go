@@ -160,3 +160,43 @@ func putWith(t *testing.T, server string, files pki.Files) error {
 	_, err = c.Put(context.Background(), "rotation/probe", []byte("x"), kvs.Cond{})
 	return err
 }
+
+// TestRenewalMovesOpenConnections: a client on keep-alive connections
+// (HTTP/2 and HTTP/1.1) whose certificate is renewed on disk moves its
+// requests to connections with the new certificate: once the old one is
+// revoked, which the server checks on every request of an open
+// connection, not one request fails.
+func TestRenewalMovesOpenConnections(t *testing.T) {
+	for _, proto := range []string{"h2", "http1"} {
+		t.Run(proto, func(t *testing.T) {
+			dir := kvPKI(t, false)
+			d := pki.Dir(dir)
+			srv := startServeCLI(t, dir, "--reload-interval", "100ms")
+			old := certOf(t, d.ClientCert())
+			args := []string{"kvsctl", "bench", "--server", srv.server, "--dir", dir, "--op", "mixed", "--clients", "4",
+				"--duration", "5s", "--keys", "100", "--preload", "--json", "--quiet"}
+			if proto == "http1" {
+				args = append(args, "--http1")
+			}
+			ctx := context.Background()
+			var out bytes.Buffer
+			done := make(chan int, 1)
+			go func() { done <- run(ctx, args, strings.NewReader(""), &out, &lockedBuffer{}) }()
+			time.Sleep(time.Second)
+			mustRun(t, "pki", "renew", d.ClientCert(), "--dir", dir)
+			time.Sleep(2 * time.Second) // the client notices within a second
+			mustRun(t, "pki", "revoke", pki.SerialHex(old), "--dir", dir)
+			if code := <-done; code != 0 {
+				t.Fatalf("bench exit %d: %s", code, out.String())
+			}
+			var r loadgen.Result
+			if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %d requests over %d connections, %d failed", proto, r.Requests, r.Handshakes, r.Errors)
+			if r.Errors != 0 || r.Handshakes < 2 {
+				t.Errorf("%d of %d requests failed (%v) over %d connections: the renewal must move them", r.Errors, r.Requests, r.ErrorKind, r.Handshakes)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,17 @@ type Client struct {
 	tr     *http.Transport
 	tls    func() *tls.Config // the configuration of a new connection
 	closed atomic.Bool
+
+	// The configuration of the moment and how many connections were made
+	// with it: when the files are reloaded (a renewed certificate), the
+	// connections made before are stale, and as many requests as there
+	// were ask to close theirs, so that the next ones reconnect with the
+	// new certificate before the old one expires.
+	tlsOf   func() *tls.Config
+	genMu   sync.Mutex
+	genCur  *tls.Config
+	genConn int64
+	drain   atomic.Int64
 }
 
 var _ kvs.Store = (*Client)(nil)
@@ -101,9 +113,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.HTTP1 {
 		protos = []string{"http/1.1"}
 	}
-	c := &Client{base: base}
+	c := &Client{base: base, tlsOf: tlsOf}
 	c.tls = func() *tls.Config {
-		t := tlsOf().Clone()
+		t := c.generation(true).Clone()
 		if t.ServerName == "" {
 			t.ServerName = base.Hostname()
 		}
@@ -155,6 +167,40 @@ func (c *Client) keyURL(key string) *url.URL {
 	return &u
 }
 
+// generation returns the TLS configuration of the moment. When it is new
+// (the files were reloaded), the connections made with the previous ones
+// are to be drained. dial counts a new connection.
+func (c *Client) generation(dial bool) *tls.Config {
+	cfg := c.tlsOf()
+	c.genMu.Lock()
+	defer c.genMu.Unlock()
+	if cfg != c.genCur {
+		if c.genCur != nil {
+			c.drain.Add(c.genConn)
+		}
+		c.genCur, c.genConn = cfg, 0
+	}
+	if dial {
+		c.genConn++
+	}
+	return cfg
+}
+
+// draining reports whether this request should close its connection after
+// the response: one of the connections made before a reload.
+func (c *Client) draining() bool {
+	c.generation(false)
+	for {
+		n := c.drain.Load()
+		if n <= 0 {
+			return false
+		}
+		if c.drain.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
 // do sends a request and turns transport and status errors into the
 // package's errors.
 func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte, hdr http.Header) (*http.Response, error) {
@@ -172,6 +218,9 @@ func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte,
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
+	// HTTP/1.1 closes the connection after the response; HTTP/2 lets the
+	// streams in flight finish and sends no new ones to it.
+	req.Close = c.draining()
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, c.transportError(ctx, err)

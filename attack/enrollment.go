@@ -74,7 +74,7 @@ func rolledNote(files, before string) string {
 	if files == "" {
 		return ""
 	}
-	return fmt.Sprintf(" (the CA's %s had been put back as it was before %s)", files, before)
+	return fmt.Sprintf(" (the CA's %s had been rolled back to before %s)", files, before)
 }
 
 // runTokenReplay has the real client enroll with a single-use token, and

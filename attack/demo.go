@@ -24,6 +24,7 @@ import (
 	"github.com/kvsctl/kvsctl/kvs/server"
 	"github.com/kvsctl/kvsctl/kvs/stores"
 	"github.com/kvsctl/kvsctl/pki"
+	"github.com/kvsctl/kvsctl/pki/caserver"
 )
 
 // DemoOptions configures [Demo].
@@ -56,6 +57,14 @@ type weakening struct {
 	// bundle, with its intermediates and their last CRLs, as on a server
 	// whose operator adds the new roots but never removes the old ones.
 	keepRetired bool
+	// ca alters the online CA's configuration before it starts.
+	ca func(*caserver.Config)
+	// caForgets are files of the online CA's directory (tokens.json,
+	// crl.pem, inventory.json) that its scenarios put back, after the
+	// legitimate change they start with (a token redeemed, a certificate
+	// revoked), as they were before it: a CA restored from a backup, or
+	// one that loses what it wrote.
+	caForgets []func(pki.Dir) string
 }
 
 // demoHosts are the names in the demo server's certificate; the real
@@ -74,7 +83,8 @@ func demoConstraints() (pki.NameConstraints, error) {
 
 // Demo makes a throwaway PKI in a temporary directory, serves a real kvs
 // server on 127.0.0.1 with it (and a policy that names the real client but
-// not the outsider), runs the scenarios against it, checks that the store
+// not the outsider), and, when an online CA's scenario is selected, an
+// online CA on a PKI of its own, runs the scenarios, checks that the store
 // holds no key of an attacker, and removes everything it made. The report
 // carries, for each scenario, the server's logged reason next to the
 // client's error. The error is for a set-up that failed; attacks that
@@ -147,6 +157,19 @@ func demo(ctx context.Context, o DemoOptions, weak weakening) (rep *Report, err 
 	}()
 	rep.Server = e.addr
 	progress(Progress{Step: fmt.Sprintf("kvs server listening on %s (store: %s; the policy names %q, not %q)", e.addr, storeName, e.client.Leaf.Subject.CommonName, outsiderName)})
+	if slices.ContainsFunc(list, func(s Scenario) bool { return s.online }) {
+		caDir := pki.Dir(filepath.Join(tmp, "online-ca"))
+		var stopCA func() error
+		if e.online, stopCA, err = startOnlineCA(ctx, caDir, weak); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if serr := stopCA(); serr != nil && err == nil {
+				err = serr
+			}
+		}()
+		progress(Progress{Step: fmt.Sprintf("online CA listening on %s (a PKI of its own in %s, which the kvs server does not trust)", e.online.url, caDir)})
+	}
 
 	defer e.runCleanup()
 	rep.Results = runAll(ctx, e, list, progress)

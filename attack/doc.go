@@ -33,6 +33,15 @@
 // run on the demo's second CA only, and are skipped by Run: an attack
 // never revokes, rotates or retires a CA of the PKI under attack.
 //
+// The scenarios of the online CA (a spent enrollment token replayed, a
+// revoked certificate renewing itself) need a CA that issues tokens and
+// revokes certificates for them. The demo starts one (package caserver,
+// as 'kvsctl pki serve' runs it) on 127.0.0.1, on a PKI directory of its
+// own that the kvs server does not trust, when one of them is selected;
+// Run skips them. They write nothing to the store. What the CA saw is its
+// audit record of each request, captured by the slog handler it logs to
+// and matched to the attacker by address.
+//
 // # Verdicts
 //
 // A scenario that should be refused during the TLS handshake counts as
@@ -46,7 +55,11 @@
 // revoked intermediate, a client of a retired root) also check, in the
 // demo, that the server refused for the reason under test, and report an
 // ERROR otherwise: a refusal for another reason proves nothing about the
-// check. Against a remote server they report the TLS alert.
+// check. Against a remote server they report the TLS alert. The online
+// CA's scenarios succeed when the CA issues a certificate, and are
+// refused only by a 403 whose error, and the CA's audit record of the
+// request, give the reason under test (the token "was used at", the
+// certificate "cannot renew itself"); any other answer is an ERROR.
 //
 // # Negative controls
 //
@@ -54,7 +67,9 @@
 // (client certificate optional, CRL not loaded, TLS 1.0 allowed, name
 // constraints not enforced, only the leaf's CRL checked, crypto/tls's
 // verification alone, a retired root kept in the bundle, host name not
-// checked by the client, and more), and assert that exactly the matching
+// checked by the client, an online CA whose tokens.json, or crl.pem and
+// inventory.json, are put back as they were before the token was spent or
+// the certificate revoked, and more), and assert that exactly the matching
 // scenarios are reported as succeeded, so each check is shown able to
 // fail. kvsctl cannot build them.
 //

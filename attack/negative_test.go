@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/kvsctl/kvsctl/kvs/server"
 	"github.com/kvsctl/kvsctl/pki"
+	"github.com/kvsctl/kvsctl/pki/caserver"
 )
 
 // The negative controls: the demo against deliberately weakened
@@ -286,6 +288,9 @@ func TestAttackNegativeControls(t *testing.T) {
 		{"crypto/tls verification alone", weakTLS(tlsVerificationOnly),
 			[]string{"revoked-client", "revoked-resumed", "second-ca-revoked", "rolled-back-crl", "intermediate-as-client", "revoked-intermediate"}, false},
 		{"retired root kept in the bundle", weakening{keepRetired: true}, []string{"retired-root"}, false},
+		// The online CA's: its files put back after the legitimate change.
+		{"spent tokens forgotten by the CA", weakening{caForgets: []func(pki.Dir) string{pki.Dir.Tokens}}, []string{"token-replay"}, false},
+		{"revocations forgotten by the CA", weakening{caForgets: []func(pki.Dir) string{pki.Dir.CRL, pki.Dir.Inventory}}, []string{"revoked-renewal"}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -313,5 +318,21 @@ func TestAttackNegativeControls(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAttackCARefusedForAnotherReason shows that a refusal by the online
+// CA for a reason other than the one under test proves nothing: with one
+// enrollment a minute per token, the replay is refused by the rate limit
+// before the token is looked up, and the scenario is in error, not passed.
+func TestAttackCARefusedForAnotherReason(t *testing.T) {
+	rep := runDemo(t, weakening{ca: func(c *caserver.Config) { c.EnrollPerMinute = 1 }}, "token-replay")
+	r := result(t, rep, "token-replay")
+	t.Logf("observed: %s\nserver saw: %s\nclient saw: %s", r.Observed, r.ServerSaw, r.ClientSaw)
+	if r.Outcome != Broken || !strings.Contains(r.Observed, `refused with 429 Too Many Requests, but not as "was used at"`) {
+		t.Errorf("token-replay: %s (%s), want ERROR for a refusal by the rate limit", r.Outcome, r.Observed)
+	}
+	if !strings.Contains(r.ServerSaw, "replay: enroll rate-limited: too many enrollments") || rep.OK {
+		t.Errorf("server saw %q, report OK=%v; want the rate-limited record and not OK", r.ServerSaw, rep.OK)
 	}
 }

@@ -98,14 +98,21 @@ func TestAttackRunRemote(t *testing.T) {
 	if !rep.OK || rep.Mode != "remote" {
 		t.Errorf("report OK=%v mode %s, want OK remote; failures: %+v", rep.OK, rep.Mode, rep.Failures())
 	}
-	// Only the demo has a second CA.
+	// Only the demo has a second CA and an online CA.
 	secondOnly := []string{"second-ca-revoked", "revoked-intermediate", "retired-root"}
-	if rep.Count(Refused) != len(Scenarios())-1-len(secondOnly) || rep.Count(Passed) != 1 || rep.Count(Skipped) != len(secondOnly) {
-		t.Errorf("%d refused, %d passed, %d skipped; want %d, 1 and %d", rep.Count(Refused), rep.Count(Passed), rep.Count(Skipped), len(Scenarios())-1-len(secondOnly), len(secondOnly))
+	onlineOnly := []string{"token-replay", "revoked-renewal"}
+	demoOnly := len(secondOnly) + len(onlineOnly)
+	if rep.Count(Refused) != len(Scenarios())-1-demoOnly || rep.Count(Passed) != 1 || rep.Count(Skipped) != demoOnly {
+		t.Errorf("%d refused, %d passed, %d skipped; want %d, 1 and %d", rep.Count(Refused), rep.Count(Passed), rep.Count(Skipped), len(Scenarios())-1-demoOnly, demoOnly)
 	}
 	for _, name := range secondOnly {
 		if r := result(t, rep, name); r.Outcome != Skipped || !strings.Contains(r.Observed, "needs a second CA") {
 			t.Errorf("%s: %s (%s), want skipped for want of a second CA", name, r.Outcome, r.Observed)
+		}
+	}
+	for _, name := range onlineOnly {
+		if r := result(t, rep, name); r.Outcome != Skipped || !strings.Contains(r.Observed, "needs an online CA on a PKI of its own") {
+			t.Errorf("%s: %s (%s), want skipped for want of an online CA", name, r.Outcome, r.Observed)
 		}
 	}
 	for name, want := range map[string]string{
@@ -172,10 +179,11 @@ func TestAttackRunRemoteFlat(t *testing.T) {
 	for _, r := range rep.Results {
 		t.Logf("%-24s %-9s %s | client: %s", r.Scenario, r.Outcome, r.Observed, r.ClientSaw)
 	}
-	// Skipped: the three that need a second CA, and outside-constraints
-	// (the flat CA has no name constraints).
-	if !rep.OK || rep.Count(Skipped) != 4 || rep.Count(Refused) != len(Scenarios())-5 {
-		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 4 and %d", rep.OK, rep.Count(Skipped), rep.Count(Refused), len(Scenarios())-5)
+	// Skipped: the three that need a second CA, the two that need an
+	// online CA, and outside-constraints (the flat CA has no name
+	// constraints).
+	if !rep.OK || rep.Count(Skipped) != 6 || rep.Count(Refused) != len(Scenarios())-7 {
+		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 6 and %d", rep.OK, rep.Count(Skipped), rep.Count(Refused), len(Scenarios())-7)
 	}
 	if r := result(t, rep, "intermediate-as-client"); r.Outcome != Refused || !strings.Contains(r.Observed, "expected because the CA kvsctl CA is a CA certificate") {
 		t.Errorf("intermediate-as-client on a flat PKI: %s (%s)", r.Outcome, r.Observed)
@@ -202,8 +210,8 @@ func TestAttackRunRemoteWithoutCAKey(t *testing.T) {
 			t.Errorf("%s: needs CA key %v, outcome %s", r.Scenario, s.NeedsCAKey, r.Outcome)
 		}
 	}
-	if len(skipped) != 14 || !rep.OK {
-		t.Errorf("skipped %v, OK %v; want 14 skipped and OK", skipped, rep.OK)
+	if len(skipped) != 16 || !rep.OK {
+		t.Errorf("skipped %v, OK %v; want 16 skipped and OK", skipped, rep.OK)
 	}
 }
 
@@ -219,8 +227,8 @@ func TestAttackRunRemoteSelfSigned(t *testing.T) {
 	for _, r := range rep.Results {
 		t.Logf("%-22s %-9s %s | client: %s", r.Scenario, r.Outcome, r.Observed, r.ClientSaw)
 	}
-	if !rep.OK || rep.Count(Skipped) != 14 || rep.Count(Refused) != 8 {
-		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 14 and 8", rep.OK, rep.Count(Skipped), rep.Count(Refused))
+	if !rep.OK || rep.Count(Skipped) != 16 || rep.Count(Refused) != 8 {
+		t.Errorf("OK=%v, %d skipped, %d refused; want OK, 16 and 8", rep.OK, rep.Count(Skipped), rep.Count(Refused))
 	}
 	if r := result(t, rep, "expired-client"); !strings.Contains(r.Observed, "self-signed PKI without a CA") {
 		t.Errorf("expired-client skipped with %q", r.Observed)

@@ -63,6 +63,9 @@ type env struct {
 	second pki.Dir
 	// log is the demo server's log; nil against a remote server.
 	log *serverLog
+	// online is the demo's online CA, on a PKI of its own; nil against a
+	// remote server, or when no scenario of the run needs it.
+	online *onlineCA
 	// reload makes the server take up the new CRL after a revocation;
 	// probe is a fresh connection with the revoked certificate, which a
 	// remote wait uses to see when the server has it.

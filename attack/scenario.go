@@ -22,7 +22,10 @@ type Scenario struct {
 	NeedsCAKey  bool   // the attacker material is signed by the real CA
 	Control     bool   // the legitimate client; it must succeed
 
-	run func(ctx context.Context, e *env, key string) observation
+	// online marks the scenarios of the demo's online CA, which the demo
+	// starts only when one of them runs.
+	online bool
+	run    func(ctx context.Context, e *env, key string) observation
 }
 
 // scenarios is the catalogue, in the order they run. The control comes
@@ -203,6 +206,24 @@ var scenarios = []Scenario{
 		Expected:    "refused at the handshake: unknown authority",
 		NeedsCAKey:  true, // the second CA's
 		run:         runRetiredRoot,
+	},
+	{
+		Name:        "token-replay",
+		Description: "a single-use enrollment token of the online CA, presented again with a new CSR after the real client enrolled with it",
+		Attacker:    "spent enrollment token, new CSR",
+		Expected:    "403 from the CA: the token was used",
+		NeedsCAKey:  true, // the online CA's
+		online:      true,
+		run:         runTokenReplay,
+	},
+	{
+		Name:        "revoked-renewal",
+		Description: "a revoked client certificate asks the online CA, over mutual TLS, to renew it for a new key",
+		Attacker:    "revoked cert renews itself at the CA",
+		Expected:    "403 from the CA: revoked, no renewal",
+		NeedsCAKey:  true, // the online CA's
+		online:      true,
+		run:         runRevokedRenewal,
 	},
 }
 

@@ -118,6 +118,12 @@ func TestAttackScenarios(t *testing.T) {
 		{"retired-root", Refused, "refused at the handshake: its root kvsctl root CA ",
 			[]string{"refused: tls: failed to verify certificate: x509: certificate signed by unknown authority"},
 			[]string{"remote error: tls: unknown certificate authority"}},
+		{"token-replay", Refused, "refused with 403: the token was spent by the first enrollment (serial ",
+			[]string{"first: enroll ok for kvsctl-attack-", "-replay, serial ", "; replay: enroll refused: the token for ", " was used at "},
+			[]string{"HTTP 403: the token for ", "-replay\" was used at ", "a token is good for one certificate"}},
+		{"revoked-renewal", Refused, "refused with 403: serial ",
+			[]string{"enroll ok for kvsctl-attack-", "-renew, serial ", "revoked on its directory (CRL number ", "; renew refused for kvsctl-attack-", "(keyCompromise): it cannot renew itself"},
+			[]string{"HTTP 403: serial ", "-renew) was revoked on ", "it cannot renew itself"}},
 	}
 	if len(cases) != len(Scenarios()) {
 		t.Errorf("%d cases for %d scenarios", len(cases), len(Scenarios()))

@@ -75,7 +75,7 @@ func TestAttackDemoCLI(t *testing.T) {
 		"| scenario ", "| server saw ", "| client saw ",
 		"x509: certificate signed by unknown authority",
 		"remote error: tls: unknown certificate authority",
-		"22 of 22 attacks refused, control ok", "PASS",
+		"24 of 24 attacks refused, control ok", "PASS",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q", want)
@@ -153,7 +153,7 @@ func TestAttackRunCLI(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "n/a (remote)") || !strings.Contains(out, "18 of 18 attacks refused, control ok, 4 skipped") {
+	if !strings.Contains(out, "n/a (remote)") || !strings.Contains(out, "18 of 18 attacks refused, control ok, 6 skipped") {
 		t.Errorf("stdout:\n%s", out)
 	}
 
@@ -175,7 +175,7 @@ func TestAttackRunCLI(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("without the CA key: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "8 of 8 attacks refused, control ok, 14 skipped") || !strings.Contains(out, "needs the CA key") {
+	if !strings.Contains(out, "8 of 8 attacks refused, control ok, 16 skipped") || !strings.Contains(out, "needs the CA key") {
 		t.Errorf("without the CA key:\n%s", out)
 	}
 

@@ -223,3 +223,32 @@ func TestRevocationReachesServers(t *testing.T) {
 		t.Errorf("no CRL cache: %v", err)
 	}
 }
+
+// TestServeCRLFromDistributionPoints: 'serve --crl-url dp' fetches the
+// CRLs its own chain names, the intermediate's and the root's, and a
+// revocation reaches it through them.
+func TestServeCRLFromDistributionPoints(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "ca")
+	port := freePort(t)
+	mustRun(t, "pki", "init", "--dir", dir, "--key-type", "ecdsa-p256", "--hosts", "localhost,127.0.0.1", "--crl-url", "http://127.0.0.1:"+port+"/v1/pki/crl")
+	startPkiServe(t, dir, "--crl-listen", "127.0.0.1:"+port)
+	srv := startServeCLI(t, dir, "--crl-url", "dp", "--crl-refresh", "1s", "--reload-interval", "200ms")
+	if code, _, errs := runPKI(t, "put", "k", "v", "--server", srv.server, "--dir", dir); code != 0 {
+		t.Fatalf("control: %s", errs)
+	}
+	mustRun(t, "pki", "revoke", filepath.Join(dir, "client.crt"), "--dir", dir)
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		if code, _, _ := runPKI(t, "put", "k", "v", "--server", srv.server, "--dir", dir); code != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the revocation did not reach the server through the distribution points")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := strings.Count(srv.stderr.String(), `msg="crl fetched"`); n < 2 {
+		t.Errorf("%d CRL fetches logged, want one per distribution point at least:\n%s", n, srv.stderr.String())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +61,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "ca", EnvVars: env("ca"), Usage: "CA bundle that signs client certificates (instead of --dir)"},
 			&cli.StringSliceFlag{Name: "crl", EnvVars: env("crl"), Usage: "CRL file to check client certificates against, one CRL per CA of --ca (repeatable; a file may hold several)"},
 			&cli.StringFlag{Name: "intermediates", EnvVars: env("intermediates"), Usage: "bundle of the intermediate CAs under --ca whose CRLs --crl holds (with --cert/--key/--ca)"},
-			&cli.StringSliceFlag{Name: "crl-url", EnvVars: env("crl-url"), Usage: "fetch the CRLs from this URL (the online CA's .../v1/pki/crls, or a distribution point), instead of crl.pem (repeatable)"},
+			&cli.StringSliceFlag{Name: "crl-url", EnvVars: env("crl-url"), Usage: "fetch the CRLs from this URL (the online CA's .../v1/pki/crls, or a distribution point; dp: those of the server's certificate chain), instead of crl.pem (repeatable)"},
 			durationFlag("crl-refresh", server.DefaultCRLRefresh, "how often to fetch the --crl-url CRLs (and sooner when half of a CRL's life has passed)"),
 			&cli.StringFlag{Name: "crl-cache", EnvVars: env("crl-cache"), Usage: "directory of the fetched CRLs, which outlive a restart (default: DIR/crl-cache)"},
 			&cli.BoolFlag{Name: "no-crl", EnvVars: env("no-crl"), Usage: "serve CAs that have no CRL without checking revocation (logged at warn on every start; a CRL that appears later is enforced)"},
@@ -182,6 +183,26 @@ func crlFetching(c *cli.Context, sc *serveConfig) error {
 	urls := c.StringSlice("crl-url")
 	if len(urls) == 0 {
 		return nil
+	}
+	if i := slices.Index(urls, "dp"); i >= 0 {
+		// The distribution points of the server's own chain: its issuer's
+		// CRL, and its root's CRL of the intermediates.
+		chain, err := pki.LoadCerts(sc.server.Files.Cert)
+		if err != nil {
+			return err
+		}
+		var dps []string
+		for _, cert := range chain {
+			for _, dp := range cert.CRLDistributionPoints {
+				if !slices.Contains(dps, dp) {
+					dps = append(dps, dp)
+				}
+			}
+		}
+		if len(dps) == 0 {
+			return usagef("--crl-url dp: %s and its chain name no CRL distribution point (set one with 'kvsctl pki ca set --crl-url' on the CA host)", sc.server.Files.Cert)
+		}
+		urls = slices.Concat(urls[:i], dps, urls[i+1:])
 	}
 	for _, u := range urls {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -53,7 +52,7 @@ func startOnlineCA(ctx context.Context, dir pki.Dir, weak weakening) (*onlineCA,
 		return nil, nil, err
 	}
 	c := &onlineCA{dir: dir, roots: roots, audit: newCAAudit(), forgets: weak.caForgets}
-	cfg := caserver.Config{Dir: dir, CertTTL: time.Hour, Logger: slog.New(c.audit.handler())}
+	cfg := caserver.Config{Dir: dir, CertTTL: time.Hour, Observer: c.audit.observe}
 	if weak.ca != nil {
 		weak.ca(&cfg)
 	}
@@ -274,10 +273,8 @@ func (ev caEvent) String() string {
 	return s
 }
 
-// caAudit collects the online CA's audit records. The CA has no typed
-// observer; its audit records are slog records with one attribute per
-// field ("pki audit", op=, outcome=, identity=, serial=, peer=, reason=),
-// which the handler reads attribute by attribute, never as text.
+// caAudit collects the online CA's audit records, from its typed
+// observer.
 type caAudit struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every record
@@ -286,10 +283,12 @@ type caAudit struct {
 
 func newCAAudit() *caAudit { return &caAudit{changed: make(chan struct{})} }
 
-// handler is the slog.Handler the CA logs to.
-func (l *caAudit) handler() slog.Handler { return &caAuditHandler{log: l} }
-
-func (l *caAudit) add(ev caEvent) {
+// observe is the CA's Observer.
+func (l *caAudit) observe(e caserver.AuditEvent) {
+	ev := caEvent{Op: e.Op, Outcome: e.Outcome, Identity: e.Identity, Serial: e.Serial, Peer: e.Peer}
+	if e.Err != nil {
+		ev.Reason = e.Err.Error()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, ev)
@@ -298,7 +297,7 @@ func (l *caAudit) add(ev caEvent) {
 }
 
 // await waits (up to d) for a record that match accepts, the latest one.
-// The CA writes its record before its answer, so the wait is short.
+// The CA records before it answers, so the wait is short.
 func (l *caAudit) await(ctx context.Context, match func(caEvent) bool, d time.Duration) (caEvent, bool) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
@@ -322,49 +321,3 @@ func (l *caAudit) await(ctx context.Context, match func(caEvent) bool, d time.Du
 		}
 	}
 }
-
-// caAuditHandler turns the CA's "pki audit" records into caEvents and
-// drops its other records. Groups are flattened: the CA uses none.
-type caAuditHandler struct {
-	log   *caAudit
-	attrs []slog.Attr
-}
-
-func (h *caAuditHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *caAuditHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "pki audit" {
-		return nil
-	}
-	var ev caEvent
-	set := func(a slog.Attr) bool {
-		v := a.Value.String()
-		switch a.Key {
-		case "op":
-			ev.Op = v
-		case "outcome":
-			ev.Outcome = v
-		case "identity":
-			ev.Identity = v
-		case "serial":
-			ev.Serial = v
-		case "peer":
-			ev.Peer = v
-		case "reason":
-			ev.Reason = v
-		}
-		return true
-	}
-	for _, a := range h.attrs {
-		set(a)
-	}
-	r.Attrs(set)
-	h.log.add(ev)
-	return nil
-}
-
-func (h *caAuditHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &caAuditHandler{log: h.log, attrs: append(append([]slog.Attr(nil), h.attrs...), attrs...)}
-}
-
-func (h *caAuditHandler) WithGroup(string) slog.Handler { return h }

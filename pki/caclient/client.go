@@ -138,6 +138,9 @@ func normalizeFP(s string) string {
 	return strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(strings.TrimSpace(s)))
 }
 
+// Close releases the client's idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
 // Enroll redeems a token for a certificate of the CSR's key.
 func (c *Client) Enroll(ctx context.Context, token string, csrPEM []byte, profile pki.Profile) (*caserver.Certificate, error) {
 	var out caserver.Certificate

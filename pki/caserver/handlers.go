@@ -136,6 +136,9 @@ func (s *Server) audit(r *http.Request, op, outcome, identity, serial string, er
 		level = slog.LevelWarn
 	}
 	s.log.Log(r.Context(), level, "pki audit", attrs...)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer(AuditEvent{Op: op, Outcome: outcome, Identity: identity, Serial: serial, Peer: r.RemoteAddr, Err: err})
+	}
 }
 
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {

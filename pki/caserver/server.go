@@ -59,7 +59,18 @@ type Config struct {
 	// token, renewals and revocations per identity. 0 means the default.
 	EnrollPerMinute, RenewPerMinute int
 	Logger                          *slog.Logger
-	Now                             func() time.Time
+	// Observer, when set, is told of every enrollment, renewal and
+	// revocation, as the audit line says it (tests, and kvsctl attack).
+	Observer func(AuditEvent)
+	Now      func() time.Time
+}
+
+// AuditEvent is one enrollment, renewal or revocation: what, its outcome
+// ("ok", "refused", "rate-limited"), who, on what serial, from where, and
+// why it was refused.
+type AuditEvent struct {
+	Op, Outcome, Identity, Serial, Peer string
+	Err                                 error
 }
 
 // Server is a running online CA.
@@ -269,17 +280,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, crl net.Listener) e
 		servers = append(servers, pub)
 		go func() { errc <- pub.Serve(crl) }()
 	}
-	go s.keepCRLs(ctx)
+	kept := make(chan struct{})
+	go func() { s.keepCRLs(ctx); close(kept) }()
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	cancel()
 	shut, cancelShut := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelShut()
 	for _, srv := range servers {
 		_ = srv.Shutdown(shut)
 	}
+	<-kept // no CRL is being written once Serve returns
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -183,3 +183,42 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	write("FuzzParseKey", "cert-not-key", caPEM, nil)
 	write("FuzzParseKey", "garbage", []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), nil)
 }
+
+// FuzzParseTTL: any input is a duration of at least zero or an error,
+// never a panic, and a parsed TTL prints back to the same duration.
+func FuzzParseTTL(f *testing.F) {
+	for _, s := range []string{"5m", "24h", "90d", "1d12h", "1h30m", "", "d", "-5m", "1.5d", "99999999d", "7d-1h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseTTL(s)
+		if err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("ParseTTL(%q) = %v, negative", s, d)
+		}
+		if again, err := ParseTTL(d.String()); d > 0 && (err != nil || again != d) {
+			t.Fatalf("ParseTTL(%q) = %v, which parses back as %v, %v", s, d, again, err)
+		}
+	})
+}
+
+// FuzzNameConstraints: the --permit-* parsers never panic, and whatever
+// they accept is consistent with the matcher (a constraint permits its own
+// domain, when it is not a leading-dot one).
+func FuzzNameConstraints(f *testing.F) {
+	f.Add("example.com", "10.0.0.0/8", "ops@example.com", ".example.org", "www.example.com")
+	f.Add(".example.com", "::1/128", "example.com", "example.org", "a.example.com")
+	f.Fuzz(func(t *testing.T, dns, ip, email, uri, host string) {
+		nc, err := ParseNameConstraints([]string{dns}, []string{ip}, []string{email}, []string{uri})
+		if err != nil {
+			return
+		}
+		if d := nc.DNS[0]; d[0] != '.' && !nc.Permits(d) {
+			t.Fatalf("the constraint %q does not permit itself", d)
+		}
+		_ = nc.Permits(host)
+		_ = nc.Strings()
+	})
+}

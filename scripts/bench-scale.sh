@@ -286,13 +286,13 @@ for n in $CRLS; do
 	cp -a "$CERTS" "$TMP/c$n"
 	"$TMP/scale" gencrl -dir "$TMP/c$n" -n "$n"
 	"$TMP/scale" snapshot -dir "$TMP/c$n" >"$TMP/snap.json"
-	for k in load_ms reload_ms heap_kib crl_file_kib; do
-		fig crl "${k%_kib}$([ "$k" = heap_kib ] && echo _kib || true)" "$n" "$(num "$k" "$TMP/snap.json")"
+	for k in load_ms reload_ms heap_kib file_kib; do
+		fig crl "$k" "$n" "$(num "$k" "$TMP/snap.json")"
 	done
 	mkdir -m 0700 "$TMP/c$n/data"
 	start "c$n" serve --dir "$TMP/c$n" --store "bolt:$TMP/c$n/data/kvs.db"
 	run "c$n" "$TMP/c.json" --keys 100 --preload --requests 1
-	say "  $n serials: $(cat "$TMP/snap.json")"
+	say "  $n serials: $(tr -d '\n ' <"$TMP/snap.json")"
 done
 for r in $(seq "$ROUNDS"); do
 	for n in $CRLS; do

@@ -140,10 +140,15 @@ func snapshot(args []string) error {
 		size = fi.Size()
 	}
 	runtime.KeepAlive(st)
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{
+	b, err := json.MarshalIndent(map[string]any{
 		"load_ms": ms(load), "reload_ms": ms(reload),
-		"heap_kib": float64(int64(held)-int64(before)) / 1024, "crl_file_kib": float64(size) / 1024,
-	})
+		"heap_kib": float64(int64(held)-int64(before)) / 1024, "file_kib": float64(size) / 1024,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(append(b, '\n'))
+	return err
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -23,7 +23,7 @@ func writeMarkdown(w io.Writer, fg *figures, plots string) {
 	fmt.Fprintf(w, "# How cost grows with the work\n\n")
 	fmt.Fprintf(w, "Written by `make bench-scale` (`scripts/bench-scale.sh`, plots by `scripts/scale`, a Go module of its own on gonum.org/v1/plot); do not edit by hand. ")
 	fmt.Fprintf(w, "Run of %s at commit `%s`: %s, %s, PostgreSQL %s; load average %s before the run and %s after. %s\n\n",
-		m("date"), m("commit"), m("cpus"), m("go"), m("postgres"), m("load_before"), m("load_after"), m("note"))
+		m("date"), m("commit"), m("cpus"), m("go"), m("postgres"), m("load_before"), m("load_after"), fg.meta["note"])
 	fmt.Fprintf(w, "Everything runs on 127.0.0.1: the generator (`kvsctl bench`, %s clients, HTTP/1.1 keep-alive, the client's default) and the server share the CPUs, so a rate is what the pair reaches together. Each timed run lasts %s. Figures of one run; a quiet machine moves them by ±10–20%%, a ratio taken within the run less.\n\n",
 		m("clients"), m("duration"))
 

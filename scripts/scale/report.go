@@ -87,6 +87,7 @@ func (fg *figures) chart(dir, name, title, xlabel, ylabel string, logX bool, sec
 	}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
+	p.Legend.Left = true
 	for i, s := range series {
 		var pts plotter.XYs
 		for _, x := range fg.xs(section, s) {
@@ -143,7 +144,7 @@ func report(args []string) error {
 		{"keyspace-rate.png", "Requests/s by keyspace size (32 clients)", "keys in the store", "requests/s", true, "keyspace", []string{"bolt_get", "bolt_put", "postgres_get", "postgres_put"}},
 		{"keyspace-p99.png", "p99 latency by keyspace size", "keys in the store", "p99 ms", true, "keyspace", []string{"bolt_get_p99", "bolt_put_p99", "postgres_get_p99", "postgres_put_p99"}},
 		{"keyspace-disk.png", "Bytes on disk per key (100-byte values)", "keys in the store", "bytes per key", true, "keyspace", []string{"bolt_bytes_per_key", "postgres_bytes_per_key"}},
-		{"values.png", "MB/s by value size, serve (bolt) and the bare server sending the same bytes", "value bytes", "MB/s", true, "values", []string{"serve_get", "bare_get", "serve_put", "bare_put"}},
+		{"values.png", "MB/s by value size: serve (bolt) and the bare server", "value bytes", "MB/s", true, "values", []string{"serve_get", "bare_get", "serve_put", "bare_put"}},
 		{"listing.png", "Server RSS while paging through every key", "seconds", "RSS MiB", false, "listing", []string{"rss_mib"}},
 		{"crl.png", "Full TLS handshakes/s by CRL size", "revoked serials in the CRL", "handshakes/s", false, "crl", []string{"handshakes"}},
 		{"policy.png", "GET/s by policy size (0: no policy)", "identities in the policy", "GET/s", false, "policy", []string{"get"}},
@@ -170,6 +171,8 @@ func num(v float64, ok bool) string {
 	switch {
 	case !ok:
 		return "-"
+	case v == float64(int64(v)) && v < 100:
+		return strconv.FormatInt(int64(v), 10)
 	case v >= 100:
 		return commas(int64(v + 0.5))
 	case v >= 10:

@@ -210,7 +210,10 @@ func restoreInto(ctx context.Context, path string, src kvs.SnapshotSource, opts 
 				if e.Lease != 0 {
 					return fmt.Errorf("key %q has a lease: %w: this store keeps no leases", e.Key, kvs.ErrInvalidTxn)
 				}
-				if err := putAtTx(tx, e.Key, e.Value, e.Version, e.Updated); err != nil {
+				rec := make([]byte, boltHeaderLen+len(e.Value))
+				putHeader(rec, e.Version, e.Updated)
+				copy(rec[boltHeaderLen:], e.Value)
+				if err := kv.Put([]byte(e.Key), rec); err != nil {
 					return err
 				}
 				n++

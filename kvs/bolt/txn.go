@@ -3,7 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -90,25 +90,29 @@ func runTxn(tx *bbolt.Tx, t kvs.Txn) (kvs.TxnResult, error) {
 			break
 		}
 	}
-	now := time.Now()
+	now := uint64(time.Now().UnixNano())
 	res.Results = make([]kvs.OpResult, 0, len(ops))
 	for _, op := range ops {
 		r := kvs.OpResult{Kind: op.Kind, Key: op.Key}
 		switch op.Kind {
 		case kvs.OpPut:
-			if err := putAtTx(tx, op.Key, op.Value, res.Revision, now); err != nil {
+			rec := make([]byte, boltHeaderLen+len(op.Value))
+			binary.BigEndian.PutUint64(rec[0:8], uint64(res.Revision))
+			binary.BigEndian.PutUint64(rec[8:16], now)
+			copy(rec[boltHeaderLen:], op.Value)
+			if err := kv.Put([]byte(op.Key), rec); err != nil {
 				return res, err
 			}
 			r.Version = res.Revision
 		case kvs.OpDelete:
-			switch err := deleteTx(tx, op.Key, kvs.Cond{}); {
-			case err == nil:
+			if kv.Get([]byte(op.Key)) != nil {
+				if err := kv.Delete([]byte(op.Key)); err != nil {
+					return res, err
+				}
 				r.Deleted = 1
-			case !errors.Is(err, kvs.ErrNotFound):
-				return res, err
 			}
 		case kvs.OpDeletePrefix:
-			n, err := deletePrefix(tx, []byte(op.Key))
+			n, err := deletePrefix(kv, []byte(op.Key))
 			if err != nil {
 				return res, err
 			}
@@ -142,14 +146,14 @@ func entryOf(kv *bbolt.Bucket, key string) (kvs.Entry, bool, error) {
 	}, true, nil
 }
 
-// deletePrefix removes every key that starts with prefix, each through
-// deleteTx, in key order.
-func deletePrefix(tx *bbolt.Tx, prefix []byte) (int64, error) {
+// deletePrefix removes every key that starts with prefix.
+func deletePrefix(kv *bbolt.Bucket, prefix []byte) (int64, error) {
 	var n int64
-	c := tx.Bucket([]byte(boltBucketKV)).Cursor()
-	// Seek again after each delete: the bucket changed under the cursor.
+	c := kv.Cursor()
+	// Seek again after each delete: a bolt cursor may skip the key after
+	// one it deleted.
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := deleteTx(tx, string(k), kvs.Cond{}); err != nil {
+		if err := c.Delete(); err != nil {
 			return n, err
 		}
 		n++

@@ -36,18 +36,14 @@ func putTx(tx *bbolt.Tx, key string, value []byte, c kvs.Cond, now time.Time) (i
 	if err != nil {
 		return 0, err
 	}
-	return int64(seq), putAtTx(tx, key, value, int64(seq), now)
-}
-
-// putAtTx stores value under key in tx with the revision rev, already
-// drawn by the caller: putTx draws one per write, a transaction one for
-// all of its puts (txn.go).
-func putAtTx(tx *bbolt.Tx, key string, value []byte, rev int64, now time.Time) error {
 	rec := make([]byte, boltHeaderLen+len(value))
 	copy(rec[boltHeaderLen:], value)
-	binary.BigEndian.PutUint64(rec[0:8], uint64(rev))
+	binary.BigEndian.PutUint64(rec[0:8], seq)
 	binary.BigEndian.PutUint64(rec[8:16], uint64(now.UnixNano()))
-	return tx.Bucket([]byte(boltBucketKV)).Put([]byte(key), rec)
+	if err := kv.Put([]byte(key), rec); err != nil {
+		return 0, err
+	}
+	return int64(seq), nil
 }
 
 // deleteTx removes key in tx if c holds. It returns kvs.ErrNotFound when

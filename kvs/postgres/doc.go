@@ -33,8 +33,8 @@
 //
 // A transaction (txn.go) is one SERIALIZABLE transaction that locks the
 // rows of the keys it compares or writes in key order (SELECT ... FOR
-// UPDATE), draws one revision for its writes and runs its operations in
-// order through the write helpers (write.go); a serialization failure or deadlock against another
+// UPDATE), draws one revision for its writes and sends its operations as
+// one pipelined batch; a serialization failure or deadlock against another
 // transaction, from any server, runs it again from the start. Snapshot
 // (snapshot.go) is a REPEATABLE READ, READ ONLY transaction read through a
 // cursor; Restore copies a snapshot in with COPY in one transaction that

@@ -48,7 +48,7 @@ const pgTxnAttempts = 100
 // Txn implements kvs.Txner with one SERIALIZABLE PostgreSQL transaction:
 // the compared and written keys' rows are locked in key order, the
 // compares evaluated, one revision drawn for the branch's writes and the
-// branch's operations run in order through the write helpers (write.go). Several servers on one database may
+// branch sent in one pipelined batch. Several servers on one database may
 // run transactions on the same keys: one that fails to serialize (or
 // deadlocks) against another is rolled back and run again from the start,
 // up to pgTxnAttempts times, so the compares always judge the state the
@@ -146,41 +146,50 @@ func (s *Store) txnOnce(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 		return kvs.TxnResult{}, err
 	}
 	res.Results = make([]kvs.OpResult, len(ops))
-	for i, op := range ops {
-		r := &res.Results[i]
-		r.Kind, r.Key = op.Kind, op.Key
-		switch op.Kind {
-		case kvs.OpPut:
-			value := op.Value
-			if value == nil {
-				value = []byte{}
+	if len(ops) > 0 {
+		b := &pgx.Batch{}
+		for i, op := range ops {
+			r := &res.Results[i]
+			r.Kind, r.Key = op.Kind, op.Key
+			switch op.Kind {
+			case kvs.OpPut:
+				value := op.Value
+				if value == nil {
+					value = []byte{}
+				}
+				r.Version = res.Revision
+				b.Queue(sqlTxnPut, op.Key, value, res.Revision)
+			case kvs.OpDelete:
+				b.Queue(sqlDelete, op.Key).Exec(func(tag pgconn.CommandTag) error {
+					r.Deleted = tag.RowsAffected()
+					return nil
+				})
+			case kvs.OpDeletePrefix:
+				var q *pgx.QueuedQuery
+				if upper, ok := prefixUpperBound(op.Key); ok {
+					q = b.Queue(sqlTxnDeletePrefixRange, op.Key, upper)
+				} else {
+					q = b.Queue(sqlTxnDeletePrefixFrom, op.Key)
+				}
+				q.Exec(func(tag pgconn.CommandTag) error {
+					r.Deleted = tag.RowsAffected()
+					return nil
+				})
+			case kvs.OpGet:
+				b.Queue(sqlGet, op.Key).Query(func(rows pgx.Rows) error {
+					for rows.Next() {
+						var e kvs.Entry
+						if err := rows.Scan(&e.Value, &e.Version, &e.Updated); err != nil {
+							return err
+						}
+						r.Found, r.Value, r.Version, r.Updated = true, e.Value, e.Version, e.Updated.UTC()
+					}
+					return rows.Err()
+				})
 			}
-			if err := putAtTx(qctx, tx, op.Key, value, res.Revision); err != nil {
-				return kvs.TxnResult{}, err
-			}
-			r.Version = res.Revision
-		case kvs.OpDelete:
-			switch err := deleteTx(qctx, tx, op.Key, kvs.Cond{}); {
-			case err == nil:
-				r.Deleted = 1
-			case !errors.Is(err, kvs.ErrNotFound):
-				return kvs.TxnResult{}, err
-			}
-		case kvs.OpDeletePrefix:
-			n, err := deletePrefixTx(qctx, tx, op.Key)
-			if err != nil {
-				return kvs.TxnResult{}, err
-			}
-			r.Deleted = n
-		case kvs.OpGet:
-			var e kvs.Entry
-			err := tx.QueryRow(qctx, sqlGet, op.Key).Scan(&e.Value, &e.Version, &e.Updated)
-			switch {
-			case err == nil:
-				r.Found, r.Value, r.Version, r.Updated = true, e.Value, e.Version, e.Updated.UTC()
-			case !errors.Is(err, pgx.ErrNoRows):
-				return kvs.TxnResult{}, err
-			}
+		}
+		if err := tx.SendBatch(qctx, b).Close(); err != nil {
+			return kvs.TxnResult{}, err
 		}
 	}
 	if err := tx.Commit(qctx); err != nil {

@@ -87,28 +87,6 @@ func deleteTx(ctx context.Context, q pgQuerier, key string, c kvs.Cond) error {
 	return kvs.ErrPrecondition
 }
 
-// putAtTx stores value under key with the revision rev, already drawn by
-// the caller: a transaction draws one for all of its puts (txn.go).
-func putAtTx(ctx context.Context, q pgQuerier, key string, value []byte, rev int64) error {
-	_, err := q.Exec(ctx, sqlTxnPut, key, value, rev)
-	return err
-}
-
-// deletePrefixTx removes every key that starts with prefix (not empty)
-// and returns how many it removed.
-func deletePrefixTx(ctx context.Context, q pgQuerier, prefix string) (int64, error) {
-	var (
-		tag pgconn.CommandTag
-		err error
-	)
-	if upper, ok := prefixUpperBound(prefix); ok {
-		tag, err = q.Exec(ctx, sqlTxnDeletePrefixRange, prefix, upper)
-	} else {
-		tag, err = q.Exec(ctx, sqlTxnDeletePrefixFrom, prefix)
-	}
-	return tag.RowsAffected(), err
-}
-
 // Compile-time checks: both a transaction and the pool run the helpers.
 var (
 	_ pgQuerier = pgx.Tx(nil)

@@ -46,7 +46,7 @@ cd "$WORK"
 export KVS_SERVER=localhost:$PORT KVS_CERTS=$WORK/certs
 
 pgurl() { local u=${PG_ADMIN%/*}; echo "$u/$1"; }
-newdb() { psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null; }
+newdb() { psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null 2>&1; }
 
 serve() { # serve STORE_URL
 	"$BIN" serve --listen 127.0.0.1:$PORT --store "$1" --pool-size "$CLIENTS" --log-level warn >"$WORK/serve.log" 2>&1 &
@@ -63,7 +63,7 @@ jfield() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
 bench() { # bench OP -> rps p99
 	local out
 	out=$("$BIN" bench --op "$1" --clients "$CLIENTS" --keys "$2" --duration "$DURATION" --json --quiet ${3:-})
-	echo "$(echo "$out" | jfield rps) $(echo "$out" | jfield p99_ms)"
+	printf '%.0f %.1f\n' "$(echo "$out" | jfield rps)" "$(echo "$out" | jfield p99_ms)"
 }
 
 echo "machine: $(nproc) cores, load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -111,23 +111,23 @@ echo "| step | keys | snapshot size | wall time | MB/s |"
 echo "|---|---|---|---|---|"
 t0=$(now); "$BIN" snapshot save bolt.snap >/dev/null 2>&1; s=$(elapsed "$t0")
 size=$(stat -c %s bolt.snap)
-echo "| snapshot save from bolt | $SNAP_KEYS | $((size / 1000000)) MB | ${s} s | $(mbps "$size" "$s") |"
+echo "| snapshot save from bolt | $SNAP_KEYS | $(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1e6 }') MB | ${s} s | $(mbps "$size" "$s") |"
 p99s bolt
 stop
 t0=$(now); "$BIN" snapshot restore bolt.snap --store "bolt:$WORK/c/kvs.db" >/dev/null 2>&1; s=$(elapsed "$t0")
-echo "| snapshot restore into bolt | $SNAP_KEYS | $((size / 1000000)) MB | ${s} s | $(mbps "$size" "$s") |"
+echo "| snapshot restore into bolt | $SNAP_KEYS | $(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1e6 }') MB | ${s} s | $(mbps "$size" "$s") |"
 newdb ${PG_DB}_2
 t0=$(now); "$BIN" snapshot restore bolt.snap --store "$(pgurl ${PG_DB}_2)" >/dev/null 2>&1; s=$(elapsed "$t0")
-echo "| snapshot restore into PostgreSQL | $SNAP_KEYS | $((size / 1000000)) MB | ${s} s | $(mbps "$size" "$s") |"
+echo "| snapshot restore into PostgreSQL | $SNAP_KEYS | $(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1e6 }') MB | ${s} s | $(mbps "$size" "$s") |"
 serve "$(pgurl ${PG_DB}_2)"
 t0=$(now); "$BIN" snapshot save pg.snap >/dev/null 2>&1; s=$(elapsed "$t0")
 size=$(stat -c %s pg.snap)
-echo "| snapshot save from PostgreSQL | $SNAP_KEYS | $((size / 1000000)) MB | ${s} s | $(mbps "$size" "$s") |"
+echo "| snapshot save from PostgreSQL | $SNAP_KEYS | $(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1e6 }') MB | ${s} s | $(mbps "$size" "$s") |"
 p99s postgres
 stop
 newdb ${PG_DB}_3
 t0=$(now); "$BIN" snapshot restore pg.snap --store "$(pgurl ${PG_DB}_3)" >/dev/null 2>&1; s=$(elapsed "$t0")
-echo "| snapshot restore PostgreSQL → PostgreSQL | $SNAP_KEYS | $((size / 1000000)) MB | ${s} s | $(mbps "$size" "$s") |"
+echo "| snapshot restore PostgreSQL → PostgreSQL | $SNAP_KEYS | $(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1e6 }') MB | ${s} s | $(mbps "$size" "$s") |"
 echo
 
 echo "| store | GET p99, no snapshot | GET p99 while snapshots are saved back to back | ratio |"

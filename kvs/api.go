@@ -52,6 +52,7 @@ var errorStatus = []struct {
 	{ErrInvalidKey, http.StatusBadRequest},
 	{ErrForbidden, http.StatusForbidden},
 	{ErrUnavailable, http.StatusServiceUnavailable},
+	{ErrCompacted, http.StatusGone},
 }
 
 // StatusOf returns the HTTP status for an error that wraps one of the

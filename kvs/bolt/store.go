@@ -38,6 +38,8 @@ type Store struct {
 	path     string
 	readOnly bool
 	commits  *committer // shares commits between concurrent writes
+	changed  notifier   // wakes WaitHead after each commit
+	now      func() time.Time
 	closeErr error
 	close    sync.Once
 }
@@ -58,6 +60,9 @@ type Options struct {
 	ReadOnly bool
 	// Logger receives degraded-mode notices; nil discards.
 	Logger *slog.Logger
+	// Clock is the store's one clock: update times, the change log's
+	// times and lease deadlines come from it (nil: time.Now).
+	Clock func() time.Time
 }
 
 // Open opens (creating if needed) the bolt store at path; a new parent
@@ -107,7 +112,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	case err != nil:
 		return nil, boltErr("open bolt store "+path, err)
 	}
-	s := &Store{db: db, path: path, readOnly: readOnly, commits: newCommitter(db)}
+	s := &Store{db: db, path: path, readOnly: readOnly, commits: newCommitter(db), now: opts.Clock}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if err := s.init(); err != nil {
 		s.commits.close()
 		_ = db.Close()
@@ -169,8 +177,19 @@ func (s *Store) init() error {
 				return err
 			}
 		}
-		_, err = tx.CreateBucketIfNotExists([]byte(boltBucketKV))
-		return err
+		if _, err = tx.CreateBucketIfNotExists([]byte(boltBucketKV)); err != nil {
+			return err
+		}
+		if tx.Bucket([]byte(boltBucketChanges)) == nil {
+			// A file from before the change log: its history is gone.
+			if _, err := tx.CreateBucket([]byte(boltBucketChanges)); err != nil {
+				return err
+			}
+			if seq := meta.Sequence(); seq > 0 {
+				return meta.Put([]byte(boltCompactedKey), u64(seq))
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return boltErr("open bolt store "+s.path, err)
@@ -243,7 +262,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 			canceled = err
 			return nil
 		}
-		v, err := putTx(tx, key, value, c, time.Now())
+		v, err := putTx(tx, key, value, c, s.now())
 		if errors.Is(err, kvs.ErrPrecondition) {
 			failed = true
 			return nil
@@ -280,7 +299,7 @@ func (s *Store) Delete(ctx context.Context, key string, c kvs.Cond) error {
 			canceled = err
 			return nil
 		}
-		err := deleteTx(tx, key, c)
+		err := deleteTx(tx, key, c, s.now())
 		switch {
 		case errors.Is(err, kvs.ErrNotFound):
 			missing = true
@@ -386,7 +405,11 @@ func (s *Store) Close() error {
 // (see committer); a lone write commits at once. fn may run more than
 // once.
 func (s *Store) update(fn func(*bbolt.Tx) error) error {
-	return s.commits.update(fn)
+	err := s.commits.update(fn)
+	if err == nil {
+		s.changed.notify()
+	}
+	return err
 }
 
 func recVersion(rec []byte) int64 { return int64(binary.BigEndian.Uint64(rec[0:8])) }

@@ -256,3 +256,11 @@ func TestBoltRefusesSymlinksAndLooseDirectories(t *testing.T) {
 		t.Errorf("a directory group and others can read: %v, want it refused with the chmod", err)
 	}
 }
+
+func TestBoltWatch(t *testing.T) {
+	open := func(t *testing.T) kvs.Store {
+		return openBolt(t, filepath.Join(t.TempDir(), "data", "kvs.db"), bolt.Options{})
+	}
+	kvstest.RunWatch(t, open)
+	kvstest.RunChangeLog(t, open)
+}

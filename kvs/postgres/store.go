@@ -38,22 +38,31 @@ const (
 	// drawn before waiting for the lock, so a Put that waited behind a
 	// later one would otherwise commit a lower version over a higher one
 	// (TestPostgresPutVersionsGrow). The insert's draw is then unused.
-	sqlUpsert = `INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())
+	// Like every write it logs the change in kv_changes in the same
+	// statement (see changes.go).
+	sqlUpsert = `WITH w AS (INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = nextval('kv_revision'), updated = excluded.updated
-RETURNING version`
+RETURNING key, value, version)
+INSERT INTO kv_changes (rev, key, kind, value) SELECT version, key, 'p', value FROM w RETURNING rev`
 
 	// sqlPutIfVersion is a Put with kvs.Cond.IfVersion; no row means
 	// kvs.ErrPrecondition (the key is missing or has another version).
-	sqlPutIfVersion = `UPDATE kv SET value = $2, version = nextval('kv_revision'), updated = now()
-WHERE key = $1 AND version = $3 RETURNING version`
+	sqlPutIfVersion = `WITH w AS (UPDATE kv SET value = $2, version = nextval('kv_revision'), updated = now()
+WHERE key = $1 AND version = $3 RETURNING key, value, version)
+INSERT INTO kv_changes (rev, key, kind, value) SELECT version, key, 'p', value FROM w RETURNING rev`
 
 	// sqlPutCreateOnly is a Put with kvs.Cond.CreateOnly; no row means the key
 	// exists.
-	sqlPutCreateOnly = `INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())
-ON CONFLICT (key) DO NOTHING RETURNING version`
+	sqlPutCreateOnly = `WITH w AS (INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())
+ON CONFLICT (key) DO NOTHING RETURNING key, value, version)
+INSERT INTO kv_changes (rev, key, kind, value) SELECT version, key, 'p', value FROM w RETURNING rev`
 
-	sqlDelete          = `DELETE FROM kv WHERE key = $1`
-	sqlDeleteIfVersion = `DELETE FROM kv WHERE key = $1 AND version = $2`
+	// sqlDelete and sqlDeleteIfVersion delete a key and log the delete
+	// with a revision of its own; the command tag counts the rows.
+	sqlDelete = `WITH d AS (DELETE FROM kv WHERE key = $1 RETURNING key)
+INSERT INTO kv_changes (rev, key, kind) SELECT nextval('kv_revision'), key, 'd' FROM d`
+	sqlDeleteIfVersion = `WITH d AS (DELETE FROM kv WHERE key = $1 AND version = $2 RETURNING key)
+INSERT INTO kv_changes (rev, key, kind) SELECT nextval('kv_revision'), key, 'd' FROM d`
 
 	// sqlVersion tells kvs.ErrNotFound from kvs.ErrPrecondition after a
 	// conditional Delete removed nothing.
@@ -82,6 +91,8 @@ type Store struct {
 	timeout time.Duration     // per-operation context deadline
 	puts    *pgBatcher[pgPut] // groups concurrent unconditional Puts
 	gets    *pgBatcher[pgGet] // groups concurrent Gets
+	feed    *changeFeed       // the head of the change log and its waiters
+	log     *slog.Logger
 }
 
 var _ kvs.Store = (*Store)(nil)
@@ -180,7 +191,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	// The server's statement_timeout fires first and leaves the
 	// connection usable; the client deadline is the backstop for a server
 	// that does not answer at all.
-	s := &Store{pool: pool, timeout: timeout + max(timeout/5, 100*time.Millisecond)}
+	s := &Store{pool: pool, timeout: timeout + max(timeout/5, 100*time.Millisecond), feed: newChangeFeed(schema), log: log}
 	s.puts = &pgBatcher[pgPut]{max: pgBatchSlots(cfg.MaxConns), run: s.putBatch}
 	s.gets = &pgBatcher[pgGet]{max: pgBatchSlots(cfg.MaxConns), run: s.getBatch}
 	if err := s.migrate(ctx, schema, log); err != nil {
@@ -356,6 +367,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements Store. It waits for connections in use to be returned.
 func (s *Store) Close() error {
+	s.feed.close()
 	s.pool.Close()
 	return nil
 }

@@ -304,3 +304,12 @@ func BenchmarkPostgresPut(b *testing.B) {
 		}
 	}
 }
+
+func TestPostgresWatch(t *testing.T) {
+	db := pgtest.Database(t)
+	open := func(t *testing.T) kvs.Store {
+		return openStore(t, db, pgtest.Schema(t, db), postgres.Options{MaxConns: 4})
+	}
+	kvstest.RunWatch(t, open)
+	kvstest.RunChangeLog(t, open)
+}

@@ -10,6 +10,7 @@ import (
 const (
 	KeyPath     = "/v1/kv/" // GET, PUT, DELETE /v1/kv/{key}
 	ListPath    = "/v1/kv"  // GET /v1/kv?prefix=P&after=K&limit=N
+	WatchPath   = "/v1/watch" // GET /v1/watch?prefix=P|key=K&rev=N&values=false (server-sent events)
 	HealthPath  = "/healthz"
 	MetricsPath = "/metrics"
 )
@@ -22,6 +23,20 @@ const DefaultPageSize = 100
 // stored the value (RFC 3339 with nanoseconds, UTC). ETag carries its
 // version in quotes.
 const HeaderUpdated = "Kvs-Updated"
+
+// HeaderRevision carries, on a watch, the revision it starts after.
+const HeaderRevision = "Kvs-Revision"
+
+// HeaderIndex carries, on a long poll (GET /v1/kv?index=N&wait=D), the
+// revision to pass as index next.
+const HeaderIndex = "Kvs-Index"
+
+// CompactedResponse is the body of a 410 Gone: the changes asked for are
+// no longer kept; a watch may resume after Oldest (after listing again).
+type CompactedResponse struct {
+	Error  string `json:"error"`
+	Oldest int64  `json:"oldest_revision"`
+}
 
 // ListResponse is the body of GET /v1/kv.
 type ListResponse struct {

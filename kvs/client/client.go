@@ -59,6 +59,7 @@ type Config struct {
 type Client struct {
 	base   *url.URL
 	hc     *http.Client
+	stream *http.Client // hc without its timeout, for watches and long polls
 	tr     *http.Transport
 	tls    func() *tls.Config // the configuration of a new connection
 	closed atomic.Bool
@@ -142,6 +143,7 @@ func New(cfg Config) (*Client, error) {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	c.tr, c.hc = tr, &http.Client{Transport: tr, Timeout: cfg.Timeout}
+	c.stream = &http.Client{Transport: tr}
 	return c, nil
 }
 
@@ -204,6 +206,11 @@ func (c *Client) draining() bool {
 // do sends a request and turns transport and status errors into the
 // package's errors.
 func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte, hdr http.Header) (*http.Response, error) {
+	return c.send(ctx, c.hc, method, u, body, hdr)
+}
+
+// send is do on hc.
+func (c *Client) send(ctx context.Context, hc *http.Client, method string, u *url.URL, body []byte, hdr http.Header) (*http.Response, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("%s %s: %w: client closed", method, u.Path, kvs.ErrUnavailable)
 	}
@@ -221,18 +228,18 @@ func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte,
 	// HTTP/1.1 closes the connection after the response; HTTP/2 lets the
 	// streams in flight finish and sends no new ones to it.
 	req.Close = c.draining()
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, c.transportError(ctx, err)
 	}
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
-		var e kvs.ErrorResponse
+		var e kvs.CompactedResponse
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = http.StatusText(resp.StatusCode)
 		}
-		return nil, &StatusError{Code: resp.StatusCode, Message: e.Error}
+		return nil, &StatusError{Code: resp.StatusCode, Message: e.Error, Oldest: e.Oldest}
 	}
 	return resp, nil
 }

@@ -33,6 +33,8 @@ func statusOf(err error) (int, string) {
 		return status, "version precondition failed"
 	case status == http.StatusBadRequest, status == http.StatusForbidden:
 		return status, err.Error()
+	case status == http.StatusGone:
+		return status, "revision compacted"
 	case status == http.StatusServiceUnavailable, errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "store unavailable"
 	case errors.Is(err, errTooLarge), errors.As(err, &mbe):
@@ -296,6 +298,12 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if identity, err = s.authorize(r, policy.OpList, prefix); err != nil {
 			return s.fail(w, "list", err)
+		}
+		if q.Has("wait") || q.Has("index") {
+			if err := checkParams(q, "prefix", "after", "limit", "wait", "index"); err != nil {
+				return s.fail(w, "list", err)
+			}
+			return s.longPoll(w, r, prefix, q.Get("after"), limit)
 		}
 		keys, next, err := s.cfg.Store.List(r.Context(), prefix, q.Get("after"), limit)
 		if err != nil {

@@ -8,8 +8,8 @@ import (
 // The HTTP API's paths (docs/api.md). A key is the rest of the escaped path
 // after KeyPath, unescaped once.
 const (
-	KeyPath     = "/v1/kv/" // GET, PUT, DELETE /v1/kv/{key}
-	ListPath    = "/v1/kv"  // GET /v1/kv?prefix=P&after=K&limit=N
+	KeyPath     = "/v1/kv/"   // GET, PUT, DELETE /v1/kv/{key}
+	ListPath    = "/v1/kv"    // GET /v1/kv?prefix=P&after=K&limit=N
 	WatchPath   = "/v1/watch" // GET /v1/watch?prefix=P|key=K&rev=N&values=false (server-sent events)
 	HealthPath  = "/healthz"
 	MetricsPath = "/metrics"

@@ -64,7 +64,7 @@ func (s *Server) watchError(w http.ResponseWriter, op string, err error) (int, i
 	switch {
 	case errors.As(err, &ce):
 		return http.StatusGone, writeJSON(w, http.StatusGone, kvs.CompactedResponse{
-			Error: fmt.Sprintf("revision %d is compacted: changes are kept after revision %d; list the keys again and watch from there", ce.Requested, ce.Oldest),
+			Error:  fmt.Sprintf("revision %d is compacted: changes are kept after revision %d; list the keys again and watch from there", ce.Requested, ce.Oldest),
 			Oldest: ce.Oldest,
 		})
 	case errors.Is(err, kvs.ErrFutureRevision):

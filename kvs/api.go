@@ -3,6 +3,7 @@ package kvs
 import (
 	"errors"
 	"net/http"
+	"time"
 )
 
 // The HTTP API's paths (docs/api.md). A key is the rest of the escaped path
@@ -89,4 +90,31 @@ func ErrorOf(status int) error {
 		}
 	}
 	return nil
+}
+
+// The lease endpoints (docs/api.md).
+const (
+	LeasePath = "/v1/lease" // POST /v1/lease; GET, DELETE /v1/lease/{id}; POST /v1/lease/{id}/keepalive
+)
+
+// LeaseGrantRequest is the body of POST /v1/lease.
+type LeaseGrantRequest struct {
+	TTL string `json:"ttl"` // a Go duration, like "30s"
+}
+
+// LeaseResponse describes a lease.
+type LeaseResponse struct {
+	ID        int64    `json:"id"`
+	TTL       string   `json:"ttl"`
+	Remaining string   `json:"remaining"`
+	Keys      []string `json:"keys"`
+}
+
+// LeaseResponseOf is the wire form of l.
+func LeaseResponseOf(l Lease) LeaseResponse {
+	keys := l.Keys
+	if keys == nil {
+		keys = []string{}
+	}
+	return LeaseResponse{ID: l.ID, TTL: l.TTL.String(), Remaining: l.Remaining.Round(time.Millisecond).String(), Keys: keys}
 }

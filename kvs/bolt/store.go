@@ -177,8 +177,10 @@ func (s *Store) init() error {
 				return err
 			}
 		}
-		if _, err = tx.CreateBucketIfNotExists([]byte(boltBucketKV)); err != nil {
-			return err
+		for _, b := range []string{boltBucketKV, boltBucketLeases, boltBucketTTL, boltBucketLeaseKeys} {
+			if _, err = tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return err
+			}
 		}
 		if tx.Bucket([]byte(boltBucketChanges)) == nil {
 			// A file from before the change log: its history is gone.
@@ -212,7 +214,7 @@ func (s *Store) Get(ctx context.Context, key string) (kvs.Entry, error) {
 			return kvs.ErrNotFound
 		}
 		rec := kv.Get([]byte(key))
-		if rec == nil {
+		if rec == nil || expired(tx, []byte(key), s.now()) {
 			return kvs.ErrNotFound
 		}
 		if len(rec) < boltHeaderLen {
@@ -238,6 +240,10 @@ func (s *Store) Get(ctx context.Context, key string) (kvs.Entry, error) {
 
 // Put implements Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (int64, error) {
+	return s.put(ctx, key, value, c, 0)
+}
+
+func (s *Store) put(ctx context.Context, key string, value []byte, c kvs.Cond, lease int64) (int64, error) {
 	if err := kvs.ValidateKey(key); err != nil {
 		return 0, err
 	}
@@ -254,17 +260,22 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 	var (
 		version  int64
 		failed   bool
+		noLease  bool
 		canceled error
 	)
 	err := s.update(func(tx *bbolt.Tx) error {
-		version, failed, canceled = 0, false, nil
+		version, failed, noLease, canceled = 0, false, false, nil
 		if err := ctx.Err(); err != nil {
 			canceled = err
 			return nil
 		}
-		v, err := putTx(tx, key, value, c, s.now())
+		v, err := putTx(tx, key, value, c, s.now(), lease)
 		if errors.Is(err, kvs.ErrPrecondition) {
 			failed = true
+			return nil
+		}
+		if errors.Is(err, kvs.ErrLeaseNotFound) {
+			noLease = true
 			return nil
 		}
 		version = v
@@ -277,6 +288,8 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 		return 0, fmt.Errorf("bolt put: %w", canceled)
 	case failed:
 		return 0, kvs.ErrPrecondition
+	case noLease:
+		return 0, kvs.ErrLeaseNotFound
 	}
 	return version, nil
 }
@@ -343,6 +356,7 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]kv
 			return nil
 		}
 		p := []byte(prefix)
+		now := s.now()
 		c := kv.Cursor()
 		var k, rec []byte
 		if after >= prefix {
@@ -360,6 +374,9 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]kv
 			}
 			if len(rec) < boltHeaderLen {
 				return fmt.Errorf("bolt list: corrupt record (%d bytes)", len(rec))
+			}
+			if expired(tx, k, now) {
+				continue
 			}
 			out = append(out, kvs.KeyInfo{
 				Key:     string(k),

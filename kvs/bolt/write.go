@@ -22,13 +22,24 @@ import (
 // revision. It
 // returns kvs.ErrPrecondition, having written nothing, when c does not
 // hold or cannot hold.
-func putTx(tx *bbolt.Tx, key string, value []byte, c kvs.Cond, now time.Time) (int64, error) {
+func putTx(tx *bbolt.Tx, key string, value []byte, c kvs.Cond, now time.Time, lease int64) (int64, error) {
 	if !c.Satisfiable() {
 		return 0, kvs.ErrPrecondition
+	}
+	var deadline int64
+	if lease != 0 {
+		r, ok := getLease(tx, lease, now)
+		if !ok {
+			return 0, kvs.ErrLeaseNotFound
+		}
+		deadline = r.deadline
 	}
 	kv := tx.Bucket([]byte(boltBucketKV))
 	if c.IfVersion > 0 || c.CreateOnly {
 		cur := kv.Get([]byte(key))
+		if cur != nil && expired(tx, []byte(key), now) {
+			cur = nil
+		}
 		if (c.CreateOnly && cur != nil) || (c.IfVersion > 0 && (cur == nil || recVersion(cur) != c.IfVersion)) {
 			return 0, kvs.ErrPrecondition
 		}
@@ -47,6 +58,9 @@ func putTx(tx *bbolt.Tx, key string, value []byte, c kvs.Cond, now time.Time) (i
 	if err := logChange(tx, seq, kvs.EventPut, key, value, now); err != nil {
 		return 0, err
 	}
+	if err := bindTx(tx, key, lease, deadline); err != nil {
+		return 0, err
+	}
 	return int64(seq), nil
 }
 
@@ -58,7 +72,7 @@ func deleteTx(tx *bbolt.Tx, key string, c kvs.Cond, now time.Time) error {
 	kv := tx.Bucket([]byte(boltBucketKV))
 	cur := kv.Get([]byte(key))
 	switch {
-	case cur == nil:
+	case cur == nil || expired(tx, []byte(key), now):
 		return kvs.ErrNotFound
 	case c.CreateOnly || (c.IfVersion != 0 && recVersion(cur) != c.IfVersion):
 		return kvs.ErrPrecondition
@@ -71,6 +85,9 @@ func deleteTx(tx *bbolt.Tx, key string, c kvs.Cond, now time.Time) error {
 func removeTx(tx *bbolt.Tx, key string, typ kvs.EventType, now time.Time) error {
 	seq, err := tx.Bucket([]byte(boltBucketMeta)).NextSequence()
 	if err != nil {
+		return err
+	}
+	if err := bindTx(tx, key, 0, 0); err != nil {
 		return err
 	}
 	if err := tx.Bucket([]byte(boltBucketKV)).Delete([]byte(key)); err != nil {

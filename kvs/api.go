@@ -107,6 +107,7 @@ type LeaseResponse struct {
 	ID        int64    `json:"id"`
 	TTL       string   `json:"ttl"`
 	Remaining string   `json:"remaining"`
+	Owner     string   `json:"owner"`
 	Keys      []string `json:"keys"`
 }
 
@@ -116,5 +117,5 @@ func LeaseResponseOf(l Lease) LeaseResponse {
 	if keys == nil {
 		keys = []string{}
 	}
-	return LeaseResponse{ID: l.ID, TTL: l.TTL.String(), Remaining: l.Remaining.Round(time.Millisecond).String(), Keys: keys}
+	return LeaseResponse{ID: l.ID, TTL: l.TTL.String(), Remaining: l.Remaining.Round(time.Millisecond).String(), Owner: l.Owner, Keys: keys}
 }

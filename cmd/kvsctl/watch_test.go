@@ -1,34 +1,59 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// runBackground runs kvsctl with args until stop is called, and returns
-// its stdout and stderr buffers and stop (which returns the exit code).
-func runBackground(t *testing.T, args ...string) (*lockedBuffer, *lockedBuffer, func() int) {
+// kvsProc is a kvsctl child process (the test binary as kvsctl, see
+// TestCrashHelperProcess): run() cannot run twice at once in one process.
+type kvsProc struct {
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	errb   *lockedBuffer
+	exited chan struct{}
+}
+
+// startProc starts kvsctl with args; it is killed when the test ends.
+func startProc(t *testing.T, env []string, args ...string) *kvsProc {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out, errb := &lockedBuffer{}, &lockedBuffer{}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, append([]string{"kvsctl"}, args...), strings.NewReader(""), out, errb) }()
-	stop := func() int {
-		cancel()
-		select {
-		case c := <-done:
-			done <- c
-			return c
-		case <-time.After(15 * time.Second):
-			t.Fatal("the command did not stop within 15s of Ctrl-C")
-		}
-		return -1
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestCrashHelperProcess$", "--"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "KVS_CRASH_HELPER=1"), env...)
+	p := &kvsProc{cmd: cmd, out: &lockedBuffer{}, errb: &lockedBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { stop() })
-	return out, errb, stop
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *kvsProc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		t.Fatalf("%v did not exit within %s: %s", p.cmd.Args, timeout, p.errb.String())
+	}
+	return -1
+}
+
+// interrupt is Ctrl-C: SIGINT, then the exit code.
+func (p *kvsProc) interrupt(t *testing.T) int {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	return p.wait(t, 15*time.Second)
 }
 
 func waitOutput(t *testing.T, b *lockedBuffer, lines int) string {
@@ -51,10 +76,11 @@ func TestWatchCommand(t *testing.T) {
 	srv := startServeCLI(t, dir)
 	conn := []string{"--server", srv.server, "--dir", dir}
 
-	out, _, stop := runBackground(t, append([]string{"watch", "app/"}, conn...)...)
-	jout, _, jstop := runBackground(t, append([]string{"watch", "--json", "app/"}, conn...)...)
-	xout, _, xstop := runBackground(t, append([]string{"watch", "app/", "--exec", `printf '%s %s %s %s\n' "$KVS_EVENT_TYPE" "$KVS_EVENT_KEY" "$KVS_EVENT_VERSION" "$KVS_EVENT_VALUE"`}, conn...)...)
-	time.Sleep(300 * time.Millisecond) // the watches connect
+	// --rev 0: from the first change, however late the processes connect.
+	plain := startProc(t, nil, append([]string{"watch", "--rev", "0", "app/"}, conn...)...)
+	js := startProc(t, nil, append([]string{"watch", "--json", "app/", "--rev", "0"}, conn...)...)
+	ex := startProc(t, nil, append([]string{"watch", "app/", "--rev=0", "--exec", `printf '%s %s %s %s\n' "$KVS_EVENT_TYPE" "$KVS_EVENT_KEY" "$KVS_EVENT_VERSION" "$KVS_EVENT_VALUE"`}, conn...)...)
+	out, jout, xout := plain.out, js.out, ex.out
 	var versions []string
 	for _, a := range [][]string{{"put", "app/a", "one"}, {"put", "other/x", "no"}, {"put", "app/b", "two words"}, {"delete", "app/a"}} {
 		code, stdout, stderr := execKV(t, nil, append(a, conn...)...)
@@ -83,18 +109,18 @@ func TestWatchCommand(t *testing.T) {
 	if xl[0] != "put app/a "+versions[0]+" one" || xl[1] != "put app/b "+versions[2]+" two words" {
 		t.Fatalf("watch --exec output:\n%s", strings.Join(xl, "\n"))
 	}
-	for name, s := range map[string]func() int{"text": stop, "json": jstop, "exec": xstop} {
-		if code := s(); code != 0 {
-			t.Errorf("watch (%s) after Ctrl-C: exit %d, want 0", name, code)
+	for name, p := range map[string]*kvsProc{"text": plain, "json": js, "exec": ex} {
+		if code := p.interrupt(t); code != 0 {
+			t.Errorf("watch (%s) after Ctrl-C: exit %d, want 0: %s", name, code, p.errb.String())
 		}
 	}
 
 	// --rev resumes strictly after the revision: the last two changes.
-	rout, _, rstop := runBackground(t, append([]string{"watch", "--rev", versions[0], "app/"}, conn...)...)
-	if got := strings.Split(strings.TrimSpace(waitOutput(t, rout, 2)), "\n"); !strings.HasPrefix(got[0], "put\t"+versions[2]) {
+	rp := startProc(t, nil, append([]string{"watch", "--rev", versions[0], "app/"}, conn...)...)
+	if got := strings.Split(strings.TrimSpace(waitOutput(t, rp.out, 2)), "\n"); !strings.HasPrefix(got[0], "put\t"+versions[2]) {
 		t.Fatalf("watch --rev %s: %q", versions[0], got)
 	}
-	rstop()
+	rp.interrupt(t)
 
 	for _, tc := range []struct {
 		args []string

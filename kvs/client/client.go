@@ -291,10 +291,23 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, cond kvs.Con
 	if !cond.Satisfiable() {
 		return 0, kvs.ErrPrecondition
 	}
+	return c.putQuery(ctx, key, value, cond, nil)
+}
+
+// putQuery is Put with query parameters.
+func (c *Client) putQuery(ctx context.Context, key string, value []byte, cond kvs.Cond, q url.Values) (int64, error) {
+	if err := kvs.ValidateKey(key); err != nil {
+		return 0, err
+	}
+	if !cond.Satisfiable() {
+		return 0, kvs.ErrPrecondition
+	}
 	if value == nil {
 		value = []byte{}
 	}
-	resp, err := c.do(ctx, http.MethodPut, c.keyURL(key), value, condHeader(cond))
+	u := c.keyURL(key)
+	u.RawQuery = q.Encode()
+	resp, err := c.do(ctx, http.MethodPut, u, value, condHeader(cond))
 	if err != nil {
 		return 0, err
 	}

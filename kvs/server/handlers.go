@@ -27,6 +27,10 @@ var errTooLarge = errors.New("kvs: value too large")
 func statusOf(err error) (int, string) {
 	var mbe *http.MaxBytesError
 	switch status := kvs.StatusOf(err); {
+	case errors.Is(err, kvs.ErrLeaseNotFound):
+		return http.StatusNotFound, "lease not found"
+	case errors.Is(err, kvs.ErrInvalidTTL):
+		return http.StatusBadRequest, strings.TrimPrefix(err.Error(), "kvs: ")
 	case status == http.StatusNotFound:
 		return status, "key not found"
 	case status == http.StatusPreconditionFailed:
@@ -145,7 +149,7 @@ func (s *Server) handleKey(w http.ResponseWriter, r *http.Request) {
 		case "get":
 			return s.get(w, r, key)
 		case "put":
-			return s.put(w, r, key)
+			return s.put(w, r, key, identity)
 		}
 		return s.delete(w, r, key)
 	}()
@@ -180,7 +184,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, key string) (int, i
 	return http.StatusOK, n
 }
 
-func (s *Server) put(w http.ResponseWriter, r *http.Request, key string) (int, int) {
+func (s *Server) put(w http.ResponseWriter, r *http.Request, key, identity string) (int, int) {
+	if err := checkParams(r.URL.Query(), "ttl", "lease"); err != nil {
+		return s.fail(w, "put", err)
+	}
 	cond, err := condition(r)
 	if err != nil {
 		return s.fail(w, "put", err)
@@ -192,7 +199,12 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, key string) (int, i
 	if err != nil {
 		return s.fail(w, "put", err)
 	}
-	v, err := s.cfg.Store.Put(r.Context(), key, value, cond)
+	var v int64
+	if q := r.URL.Query(); q.Has("ttl") || q.Has("lease") {
+		v, err = s.putLease(r.Context(), r, identity, key, value, cond)
+	} else {
+		v, err = s.cfg.Store.Put(r.Context(), key, value, cond)
+	}
 	if err != nil {
 		return s.fail(w, "put", err)
 	}

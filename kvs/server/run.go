@@ -65,6 +65,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		wg.Go(func() { f.Run(ctx) })
 	}
 	defer s.watchStop()
+	if l := s.leaser(); l != nil && s.cfg.SweepInterval > 0 {
+		wg.Go(func() { s.sweep(ctx, l, s.cfg.SweepInterval) })
+	}
 	if r := s.cfg.WatchRetention; s.hub != nil && r != (kvs.Retention{}) {
 		wg.Go(func() { s.pruneChanges(ctx, r) })
 	}

@@ -69,6 +69,12 @@ type Config struct {
 	WatchRetention     kvs.Retention
 	WatchPruneInterval time.Duration
 
+	// SweepInterval is how often Run deletes the keys whose lease
+	// expired (they are invisible from their deadline on anyway); 0 means
+	// DefaultSweepInterval, a negative value never (tests of expiry
+	// without a sweeper).
+	SweepInterval time.Duration
+
 	// ReloadInterval is how often Run checks the certificate, CRL and
 	// policy files for changes; 0 means only on SIGHUP (or Reload).
 	ReloadInterval time.Duration
@@ -141,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.WatchHeartbeat, DefaultWatchHeartbeat)
 	def(&cfg.WatchWriteTimeout, DefaultWatchWriteTimeout)
 	def(&cfg.WatchPruneInterval, DefaultWatchPrune)
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
 	if cfg.WatchBuffer <= 0 {
 		cfg.WatchBuffer = DefaultWatchBuffer
 	}
@@ -185,9 +194,20 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+kvs.ListPath, s.handleList)
 	s.mux.HandleFunc("GET "+kvs.HealthPath, s.handleHealth)
 	s.mux.HandleFunc("GET "+kvs.WatchPath, s.handleWatch)
+	s.mux.HandleFunc("POST "+kvs.LeasePath, s.handleLease)
+	s.mux.HandleFunc("GET "+kvs.LeasePath+"/{id}", s.handleLease)
+	s.mux.HandleFunc("DELETE "+kvs.LeasePath+"/{id}", s.handleLease)
+	s.mux.HandleFunc("POST "+kvs.LeasePath+"/{id}/keepalive", s.handleLease)
+	s.mux.HandleFunc(kvs.LeasePath+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use GET or DELETE /v1/lease/ID, POST /v1/lease/ID/keepalive")
+	})
 	s.metricsHandler = promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
 	s.mux.HandleFunc("GET "+kvs.MetricsPath, s.handleMetrics)
 	// Other methods on those paths: 405, not the catch-all's 404.
+	s.mux.HandleFunc(kvs.LeasePath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
+	})
 	for _, path := range []string{kvs.ListPath, kvs.WatchPath, kvs.HealthPath, kvs.MetricsPath} {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", "GET, HEAD")

@@ -64,6 +64,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			deleteCommand(),
 			listCommand(),
 			watchCommand(),
+			leaseCommand(),
+			lockCommand(),
 			healthCommand(),
 			attackCommand(),
 			benchCommand(),

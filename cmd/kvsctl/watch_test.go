@@ -22,7 +22,13 @@ type kvsProc struct {
 // startProc starts kvsctl with args; it is killed when the test ends.
 func startProc(t *testing.T, env []string, args ...string) *kvsProc {
 	t.Helper()
+	return newProc(t, env, nil, args...)
+}
+
+func newProc(t *testing.T, env []string, attr *syscall.SysProcAttr, args ...string) *kvsProc {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestCrashHelperProcess$", "--"}, args...)...)
+	cmd.SysProcAttr = attr
 	cmd.Env = append(append(os.Environ(), "KVS_CRASH_HELPER=1"), env...)
 	p := &kvsProc{cmd: cmd, out: &lockedBuffer{}, errb: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.errb

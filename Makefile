@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # PostgreSQL for the storage tests; .ci/run exports the same URL.
 export KVS_TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help build test lint run clean bench bench-pki fuzz reliability man lifecycle
+.PHONY: help build test lint run clean bench bench-scale bench-pki fuzz reliability man lifecycle
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,8 +37,11 @@ reliability: ## fault, attack, lost-update and secrets checks plus fuzzing; writ
 run: build ## quick start: certificates if missing, serve on the embedded store, a put/get round trip
 	@scripts/quickstart.sh $(BIN)
 
-bench: build ## the side-by-side performance comparison (not part of make test)
+bench: build ## the side-by-side performance comparison with etcd (not part of make test)
 	@scripts/bench.sh $(BIN)
+
+bench-scale: build ## how cost grows with keys, value size, CRL, policy and connections; writes docs/scale.md (~12 min)
+	@scripts/bench-scale.sh $(BIN)
 
 bench-pki: build ## time 'kvsctl pki init' against the original two openssl runs
 	@scripts/bench-pki.sh $(BIN)

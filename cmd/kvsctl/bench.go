@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -30,7 +31,8 @@ func benchCommand() *cli.Command {
 			"A progress line goes to stderr; the summary (or --json) to stdout.\n\n" +
 			"  kvsctl bench --preload --op get           # reads, 32 clients, 10s\n" +
 			"  kvsctl bench --op mixed --mix get=90,put=10\n" +
-			"  kvsctl bench --new-conn --no-resume --http1  # full TLS handshakes per second\n\n" +
+			"  kvsctl bench --new-conn --no-resume         # full TLS handshakes per second\n" +
+			"  kvsctl bench --http2                        # over HTTP/2 (default: HTTP/1.1)\n\n" +
 			"'make bench' runs the side-by-side comparison (scripts/bench.sh, docs/performance.md).",
 		Flags: benchFlags(),
 		Action: func(c *cli.Context) error {
@@ -56,7 +58,7 @@ func benchFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "preload", Usage: "PUT every key once before the timed run"},
 		&cli.BoolFlag{Name: "new-conn", Usage: "a new TLS connection for every request (measures handshakes)"},
 		&cli.BoolFlag{Name: "no-resume", Usage: "disable TLS session resumption (with --new-conn: full handshakes)"},
-		&cli.BoolFlag{Name: "http1", Usage: "HTTP/1.1 only (default: HTTP/2)"},
+		http2Flag(), http1Flag(),
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress line"},
 		jsonFlag(),
 	)
@@ -68,8 +70,24 @@ func benchClientConfig(c *cli.Context) (client.Config, error) {
 	if err != nil {
 		return cc, err
 	}
-	cc.HTTP1, cc.NewConn, cc.TLS.NoResume = c.Bool("http1"), c.Bool("new-conn"), c.Bool("no-resume")
+	if c.Bool("http1") && c.Bool("http2") {
+		return cc, usagef("--http1 and --http2 exclude each other")
+	}
+	cc.HTTP1, cc.HTTP2 = c.Bool("http1"), c.Bool("http2")
+	cc.NewConn, cc.TLS.NoResume = c.Bool("new-conn"), c.Bool("no-resume")
 	return cc, nil
+}
+
+// http2Flag opts in to HTTP/2; HTTP/1.1 on a pool of keep-alive
+// connections is the client's default (client.Config.HTTP2 says why).
+func http2Flag() cli.Flag {
+	return &cli.BoolFlag{Name: "http2", Usage: "offer HTTP/2 (default: HTTP/1.1 on a pool of keep-alive connections)"}
+}
+
+// http1Flag is HTTP/1.1 only: the default, kept so that scripts that ask
+// for it keep working.
+func http1Flag() cli.Flag {
+	return &cli.BoolFlag{Name: "http1", Usage: "HTTP/1.1 only (the default)"}
 }
 
 func parseBench(c *cli.Context) (loadgen.Config, error) {
@@ -224,6 +242,7 @@ func benchBareCommand() *cli.Command {
 			&cli.StringFlag{Name: "key", Usage: "server private key (instead of --dir)"},
 			&cli.StringFlag{Name: "ca", Usage: "CA bundle that signs client certificates (instead of --dir)"},
 			&cli.StringSliceFlag{Name: "crl", Usage: "CRL file to check client certificates against (repeatable)"},
+			&cli.IntFlag{Name: "body-size", Usage: "answer a GET with this many bytes (default: the 100-byte answer)"},
 		},
 		Action: func(c *cli.Context) error {
 			files, err := pki.Dir(c.String("dir")).ServerFiles()
@@ -239,7 +258,13 @@ func benchBareCommand() *cli.Command {
 			}
 			defer ln.Close()
 			fmt.Fprintf(c.App.ErrWriter, "bare server listening on %s\n", ln.Addr())
-			return server.ServeBare(c.Context, ln, files, server.TLSOptions{})
+			var body []byte
+			if n := c.Int("body-size"); n > 0 {
+				body = bytes.Repeat([]byte{'x'}, n)
+			} else if n < 0 {
+				return usagef("--body-size must not be negative")
+			}
+			return server.ServeBareBody(c.Context, ln, files, server.TLSOptions{}, body)
 		},
 	}
 }
@@ -254,7 +279,7 @@ func benchHoldCommand() *cli.Command {
 		Flags: clientFlags(
 			&cli.IntFlag{Name: "conns", Value: 5000, Usage: "connections to open"},
 			&cli.DurationFlag{Name: "for", Value: time.Minute, Usage: "how long to hold them"},
-			&cli.BoolFlag{Name: "http1", Usage: "HTTP/1.1 only (default: HTTP/2)"},
+			http2Flag(), http1Flag(),
 		),
 		Action: func(c *cli.Context) error {
 			cc, err := benchClientConfig(c)

@@ -175,8 +175,8 @@ func TestRenewalMovesOpenConnections(t *testing.T) {
 			old := certOf(t, d.ClientCert())
 			args := []string{"kvsctl", "bench", "--server", srv.server, "--dir", dir, "--op", "mixed", "--clients", "4",
 				"--duration", "5s", "--keys", "100", "--preload", "--json", "--quiet"}
-			if proto == "http1" {
-				args = append(args, "--http1")
+			if proto == "h2" {
+				args = append(args, "--http2")
 			}
 			ctx := context.Background()
 			var out bytes.Buffer

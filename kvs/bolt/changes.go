@@ -14,8 +14,9 @@ import (
 	"github.com/kvsctl/kvsctl/kvs"
 )
 
-// The change log: bucket "changes" maps each revision (big-endian uint64)
-// to a record of the change written in the same transaction as the change
+// The change log: bucket "changes" maps each change, by its revision
+// (big-endian uint64) and its place within the revision (big-endian uint32:
+// a transaction's writes share one revision), to a record of the change written in the same transaction as the change
 // itself: the event type (1 byte: 'p', 'd' or 'e'), the time of the change
 // (big-endian Unix nanoseconds), the key length (big-endian uint16), the
 // key, and for a put the value. The meta key "compacted" holds the
@@ -30,15 +31,18 @@ const (
 
 var eventCodes = map[kvs.EventType]byte{kvs.EventPut: 'p', kvs.EventDelete: 'd', kvs.EventExpire: 'e'}
 
-// logChange appends the change of revision rev to the log of tx.
-func logChange(tx *bbolt.Tx, rev uint64, typ kvs.EventType, key string, value []byte, now time.Time) error {
+// logChange appends change n of revision rev to the log of tx.
+func logChange(tx *bbolt.Tx, rev uint64, n uint32, typ kvs.EventType, key string, value []byte, now time.Time) error {
 	rec := make([]byte, changeHeaderLen+len(key)+len(value))
 	rec[0] = eventCodes[typ]
 	binary.BigEndian.PutUint64(rec[1:9], uint64(now.UnixNano()))
 	binary.BigEndian.PutUint16(rec[9:11], uint16(len(key)))
 	copy(rec[changeHeaderLen:], key)
 	copy(rec[changeHeaderLen+len(key):], value)
-	return tx.Bucket([]byte(boltBucketChanges)).Put(u64(rev), rec)
+	k := make([]byte, 12)
+	binary.BigEndian.PutUint64(k[0:8], rev)
+	binary.BigEndian.PutUint32(k[8:12], n)
+	return tx.Bucket([]byte(boltBucketChanges)).Put(k, rec)
 }
 
 func u64(v uint64) []byte {
@@ -49,14 +53,14 @@ func u64(v uint64) []byte {
 
 // parseChange decodes a change record.
 func parseChange(k, rec []byte) (kvs.Event, time.Time, error) {
-	if len(k) != 8 || len(rec) < changeHeaderLen {
+	if len(k) < 8 || len(rec) < changeHeaderLen {
 		return kvs.Event{}, time.Time{}, fmt.Errorf("corrupt change record (%d bytes)", len(rec))
 	}
 	kl := int(binary.BigEndian.Uint16(rec[9:11]))
 	if len(rec) < changeHeaderLen+kl {
 		return kvs.Event{}, time.Time{}, fmt.Errorf("corrupt change record (%d bytes)", len(rec))
 	}
-	e := kvs.Event{Version: int64(binary.BigEndian.Uint64(k)), Key: string(rec[changeHeaderLen : changeHeaderLen+kl])}
+	e := kvs.Event{Version: int64(binary.BigEndian.Uint64(k[0:8])), Key: string(rec[changeHeaderLen : changeHeaderLen+kl])}
 	switch rec[0] {
 	case 'p':
 		e.Type = kvs.EventPut
@@ -108,7 +112,11 @@ func (s *Store) Changes(ctx context.Context, prefix string, after int64, limit i
 			return nil
 		}
 		c := ch.Cursor()
+		full := int64(-1) // the revision of the last change once the page is full
 		for k, rec := c.Seek(u64(uint64(after) + 1)); k != nil; k, rec = c.Next() {
+			if full >= 0 && int64(binary.BigEndian.Uint64(k[0:8])) != full {
+				break // a page never ends inside a revision
+			}
 			if len(rec) >= changeHeaderLen {
 				kl := int(binary.BigEndian.Uint16(rec[9:11]))
 				if len(rec) >= changeHeaderLen+kl && !bytes.HasPrefix(rec[changeHeaderLen:changeHeaderLen+kl], []byte(prefix)) {
@@ -120,9 +128,8 @@ func (s *Store) Changes(ctx context.Context, prefix string, after int64, limit i
 				return err
 			}
 			out = append(out, e)
-			if len(out) == limit {
-				next = e.Version
-				break
+			if len(out) >= limit {
+				next, full = e.Version, e.Version
 			}
 		}
 		return nil
@@ -195,7 +202,7 @@ func (s *Store) Prune(ctx context.Context, r kvs.Retention) (int64, error) {
 			for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
 				n++
 				if n > r.Revisions {
-					upTo = binary.BigEndian.Uint64(k)
+					upTo = binary.BigEndian.Uint64(k[0:8])
 					break
 				}
 			}
@@ -208,7 +215,7 @@ func (s *Store) Prune(ctx context.Context, r kvs.Retention) (int64, error) {
 				if err != nil || !at.Before(cutoff) {
 					break
 				}
-				upTo = max(upTo, binary.BigEndian.Uint64(k))
+				upTo = max(upTo, binary.BigEndian.Uint64(k[0:8]))
 			}
 		}
 		if upTo == 0 || int64(upTo) <= compacted {
@@ -216,7 +223,7 @@ func (s *Store) Prune(ctx context.Context, r kvs.Retention) (int64, error) {
 		}
 		upTo = min(upTo, head)
 		c := ch.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upTo; k, _ = c.First() {
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k[0:8]) <= upTo; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
 				return err
 			}

@@ -429,6 +429,12 @@ func (s *Store) update(fn func(*bbolt.Tx) error) error {
 	return err
 }
 
+// putHeader writes a record's header: its version and update time.
+func putHeader(rec []byte, version int64, updated time.Time) {
+	binary.BigEndian.PutUint64(rec[0:8], uint64(version))
+	binary.BigEndian.PutUint64(rec[8:16], uint64(updated.UnixNano()))
+}
+
 func recVersion(rec []byte) int64 { return int64(binary.BigEndian.Uint64(rec[0:8])) }
 
 func recUpdated(rec []byte) time.Time {

@@ -55,7 +55,7 @@ func putTx(tx *bbolt.Tx, key string, value []byte, c kvs.Cond, now time.Time, le
 	if err := kv.Put([]byte(key), rec); err != nil {
 		return 0, err
 	}
-	if err := logChange(tx, seq, kvs.EventPut, key, value, now); err != nil {
+	if err := logChange(tx, seq, 0, kvs.EventPut, key, value, now); err != nil {
 		return 0, err
 	}
 	if err := bindTx(tx, key, lease, deadline); err != nil {
@@ -93,5 +93,5 @@ func removeTx(tx *bbolt.Tx, key string, typ kvs.EventType, now time.Time) error 
 	if err := tx.Bucket([]byte(boltBucketKV)).Delete([]byte(key)); err != nil {
 		return err
 	}
-	return logChange(tx, seq, typ, key, nil, now)
+	return logChange(tx, seq, 0, typ, key, nil, now)
 }

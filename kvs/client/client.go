@@ -48,7 +48,15 @@ type Config struct {
 	// session cache and one reloading set of files ([pki.ClientTLS]).
 	TLSConfigFunc func() *tls.Config
 
-	HTTP1   bool          // HTTP/1.1 only (default: HTTP/2 when the server offers it)
+	// HTTP2 offers HTTP/2 in ALPN (the server picks it when it can). The
+	// default is HTTP/1.1 over a pool of keep-alive connections: with one
+	// request in flight per connection, HTTP/2's framing and its
+	// goroutine per stream cost both sides CPU and buy nothing ('make
+	// bench' measures both; docs/performance.md has the figures). Turn it
+	// on for many concurrent requests through few connections.
+	HTTP2 bool
+	// HTTP1 forces HTTP/1.1 even when HTTP2 is set.
+	HTTP1   bool
 	NewConn bool          // a new TLS connection for every request (measures handshakes)
 	MaxIdle int           // idle connections kept; 0 means DefaultMaxIdle
 	Timeout time.Duration // per request; 0 means DefaultTimeout
@@ -59,7 +67,7 @@ type Config struct {
 type Client struct {
 	base   *url.URL
 	hc     *http.Client
-	stream *http.Client // hc without its timeout, for watches and long polls
+	stream *http.Client // hc without its overall timeout, for watches, long polls and snapshots
 	tr     *http.Transport
 	tls    func() *tls.Config // the configuration of a new connection
 	closed atomic.Bool
@@ -110,9 +118,10 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	protos := []string{"h2", "http/1.1"}
-	if cfg.HTTP1 {
-		protos = []string{"http/1.1"}
+	h2 := cfg.HTTP2 && !cfg.HTTP1
+	protos := []string{"http/1.1"}
+	if h2 {
+		protos = []string{"h2", "http/1.1"}
 	}
 	c := &Client{base: base, tlsOf: tlsOf}
 	c.tls = func() *tls.Config {
@@ -133,13 +142,13 @@ func New(cfg Config) (*Client, error) {
 			defer cancel()
 			return (&tls.Dialer{NetDialer: nd, Config: c.tls()}).DialContext(ctx, network, addr)
 		},
-		ForceAttemptHTTP2:   !cfg.HTTP1,
+		ForceAttemptHTTP2:   h2,
 		MaxIdleConns:        cfg.MaxIdle,
 		MaxIdleConnsPerHost: cfg.MaxIdle,
 		IdleConnTimeout:     90 * time.Second,
 		DisableKeepAlives:   cfg.NewConn,
 	}
-	if cfg.HTTP1 {
+	if !h2 {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	c.tr, c.hc = tr, &http.Client{Transport: tr, Timeout: cfg.Timeout}

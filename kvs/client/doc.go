@@ -10,7 +10,9 @@
 //
 // The client always verifies the server's chain and host name against the
 // CA bundle of its pki.Files; there is no option to skip that. It speaks
-// HTTP/2 when the server offers it, or HTTP/1.1 with Config.HTTP1.
+// HTTP/1.1 over a pool of keep-alive connections, or HTTP/2 when
+// Config.HTTP2 asks for it and the server offers it (Config.HTTP2 says why
+// HTTP/1.1 is the default).
 //
 // The package imports neither store, nor Prometheus, nor YAML: a program
 // that only talks to a server pulls in only the client, the API types of

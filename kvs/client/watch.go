@@ -162,8 +162,8 @@ func (w *Watch) Next() (kvs.Event, error) {
 			if err := json.Unmarshal(data, &e); err != nil {
 				return kvs.Event{}, fmt.Errorf("watch: bad event from the server: %w", err)
 			}
-			if e.Version <= w.last {
-				continue // never twice
+			if e.Version < w.last {
+				continue // never twice (a transaction's changes share one revision)
 			}
 			if e.Type == kvs.EventPut && e.Value == nil && !w.req.NoValues {
 				e.Value = []byte{}

@@ -32,6 +32,7 @@ func RunWatch(t *testing.T, open func(t *testing.T) kvs.Store) {
 		{"InvalidPrefix", testWatchInvalidPrefix},
 		{"Concurrent", testWatchConcurrent},
 		{"Canceled", testWatchCanceled},
+		{"Txn", testWatchTxn},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -255,4 +256,44 @@ func testWatchCanceled(t *testing.T, s kvs.Store, w kvs.Watcher) {
 		t.Fatalf("Next after cancel: %+v, want an error", e)
 	}
 	_ = s
+}
+
+// testWatchTxn: the writes of a transaction (stores that have them) reach
+// watchers like any other: its puts share the branch's revision, and
+// nothing is lost or repeated.
+func testWatchTxn(t *testing.T, s kvs.Store, w kvs.Watcher) {
+	tx, ok := s.(kvs.Txner)
+	if !ok {
+		t.Skipf("%T has no transactions", s)
+	}
+	for _, k := range []string{"x/c", "x/d/1", "x/d/2"} {
+		mustPut(t, s, k, []byte(k), kvs.Cond{})
+	}
+	st := watch(t, w, "x/", kvs.WatchFromNow)
+	res, err := tx.Txn(t.Context(), kvs.Txn{Success: []kvs.Op{
+		{Kind: kvs.OpPut, Key: "x/a", Value: []byte("A")},
+		{Kind: kvs.OpPut, Key: "x/b", Value: []byte("B")},
+		{Kind: kvs.OpDelete, Key: "x/c"},
+		{Kind: kvs.OpDeletePrefix, Key: "x/d/"},
+	}})
+	if err != nil || !res.Succeeded {
+		t.Fatalf("Txn: %+v, %v", res, err)
+	}
+	end := mustPut(t, s, "x/end", []byte("e"), kvs.Cond{})
+	checkEvent(t, next(t, st), kvs.EventPut, "x/a", res.Revision, []byte("A"))
+	checkEvent(t, next(t, st), kvs.EventPut, "x/b", res.Revision, []byte("B"))
+	got := map[string]bool{}
+	var last int64
+	for range 3 {
+		e := next(t, st)
+		if e.Type != kvs.EventDelete || e.Version < last || e.Version < res.Revision {
+			t.Fatalf("event %+v after revision %d: want the transaction's deletes in order", e, last)
+		}
+		last = e.Version
+		got[e.Key] = true
+	}
+	if !got["x/c"] || !got["x/d/1"] || !got["x/d/2"] {
+		t.Fatalf("deletes seen: %v", got)
+	}
+	checkEvent(t, next(t, st), kvs.EventPut, "x/end", end, []byte("e"))
 }

@@ -11,7 +11,7 @@ import (
 
 // HoldConfig describes a set of idle connections to open.
 type HoldConfig struct {
-	Client   client.Config // server, TLS files, HTTP1
+	Client   client.Config // server, TLS files, HTTP2
 	Conns    int           // connections to open
 	Parallel int           // handshakes in flight at once; 0 means 64
 }

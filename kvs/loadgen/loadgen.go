@@ -30,7 +30,7 @@ func Key(i int) string { return strconv.Itoa(KeyBase + i) }
 
 // Config describes a run.
 type Config struct {
-	// Client is the server address and TLS material; HTTP1, NewConn and
+	// Client is the server address and TLS material; HTTP2, NewConn and
 	// TLS.NoResume select the protocol, a connection per request and
 	// session resumption. Each worker gets a client (and so connections)
 	// of its own; they share one TLS session cache.

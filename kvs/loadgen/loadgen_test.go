@@ -80,7 +80,7 @@ func TestRun(t *testing.T) {
 				t.Errorf("protocol %q, want http/1.1", r.Protocol)
 			}
 		}},
-		{"h2", "kvs", func(c *Config) { c.Preload = true }, func(t *testing.T, r *Result) {
+		{"h2", "kvs", func(c *Config) { c.Client.HTTP2 = true; c.Preload = true }, func(t *testing.T, r *Result) {
 			if r.Protocol != "h2" || r.Handshakes != 4 {
 				t.Errorf("protocol %q with %d handshakes, want h2 with one per client", r.Protocol, r.Handshakes)
 			}
@@ -197,7 +197,7 @@ func TestHold(t *testing.T) {
 	e := startEnv(t)
 	for _, http1 := range []bool{false, true} {
 		h, err := Hold(context.Background(), HoldConfig{
-			Client: client.Config{Server: e.kvs, Files: e.client, HTTP1: http1},
+			Client: client.Config{Server: e.kvs, Files: e.client, HTTP1: http1, HTTP2: !http1},
 			Conns:  20,
 		})
 		if err != nil {

@@ -46,10 +46,15 @@ const (
 
 	sqlCompacted = `SELECT rev FROM kv_compacted`
 
-	sqlChangesRange = `SELECT rev, key, kind, value FROM kv_changes
-WHERE rev > $1 AND rev <= $2 AND key >= $3 AND key < $4 ORDER BY rev LIMIT $5`
-	sqlChangesFrom = `SELECT rev, key, kind, value FROM kv_changes
-WHERE rev > $1 AND rev <= $2 AND key >= $3 ORDER BY rev LIMIT $4`
+	sqlChangesRange = `SELECT rev, n, key, kind, value FROM kv_changes
+WHERE rev > $1 AND rev <= $2 AND key >= $3 AND key < $4 ORDER BY rev, n LIMIT $5`
+	sqlChangesFrom = `SELECT rev, n, key, kind, value FROM kv_changes
+WHERE rev > $1 AND rev <= $2 AND key >= $3 ORDER BY rev, n LIMIT $4`
+
+	// sqlChangesRest completes a full page with the rest of its last
+	// revision: a page never ends inside a revision.
+	sqlChangesRest = `SELECT rev, n, key, kind, value FROM kv_changes
+WHERE rev = $1 AND n > $2 AND key >= $3 AND ($4 = '' OR key < $4) ORDER BY n`
 )
 
 var (
@@ -258,8 +263,9 @@ func (s *Store) changes(ctx context.Context, prefix string, after int64, limit i
 	case after > head:
 		return nil, 0, fmt.Errorf("%w: %d is after the current revision %d", kvs.ErrFutureRevision, after, head)
 	}
+	upper, bounded := prefixUpperBound(prefix)
 	var rows pgx.Rows
-	if upper, ok := prefixUpperBound(prefix); ok {
+	if bounded {
 		rows, err = tx.Query(ctx, sqlChangesRange, after, head, prefix, upper, limit)
 	} else {
 		rows, err = tx.Query(ctx, sqlChangesFrom, after, head, prefix, limit)
@@ -267,14 +273,34 @@ func (s *Store) changes(ctx context.Context, prefix string, after int64, limit i
 	if err != nil {
 		return nil, 0, err
 	}
+	out, lastN, err := scanChanges(rows, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(out) == limit {
+		last := out[len(out)-1].Version
+		if rows, err = tx.Query(ctx, sqlChangesRest, last, lastN, prefix, upper); err != nil {
+			return nil, 0, err
+		}
+		if out, _, err = scanChanges(rows, out); err != nil {
+			return nil, 0, err
+		}
+		head = last
+	}
+	return out, head, nil
+}
+
+// scanChanges appends the changes of rows to out and returns the n of the
+// last one.
+func scanChanges(rows pgx.Rows, out []kvs.Event) ([]kvs.Event, int64, error) {
 	defer rows.Close()
-	var out []kvs.Event
+	var lastN int64
 	for rows.Next() {
 		var (
 			e    kvs.Event
 			kind byte
 		)
-		if err := rows.Scan(&e.Version, &e.Key, &kind, &e.Value); err != nil {
+		if err := rows.Scan(&e.Version, &lastN, &e.Key, &kind, &e.Value); err != nil {
 			return nil, 0, err
 		}
 		switch kind {
@@ -292,13 +318,7 @@ func (s *Store) changes(ctx context.Context, prefix string, after int64, limit i
 		}
 		out = append(out, e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, err
-	}
-	if len(out) == limit {
-		head = out[len(out)-1].Version
-	}
-	return out, head, nil
+	return out, lastN, rows.Err()
 }
 
 // WaitHead implements kvs.ChangeLog.

@@ -308,7 +308,7 @@ func binaryValue() []byte {
 func roundTripKeys(t *testing.T, d pki.Dir, ts *testServer, http1 bool) {
 	t.Helper()
 	ctx := context.Background()
-	c := newTestClient(t, d, ts.addr, func(cc *client.Config) { cc.HTTP1 = http1 })
+	c := newTestClient(t, d, ts.addr, func(cc *client.Config) { cc.HTTP1, cc.HTTP2 = http1, !http1 })
 	values := map[string][]byte{}
 	for i, k := range trickyKeys {
 		v := append(binaryValue(), []byte(k)...)

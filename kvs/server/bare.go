@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,12 +29,19 @@ var BareBody = func() []byte {
 // logging and no metrics. It accepts through TLSListener as a Server does,
 // so the two differ only in what happens after the handshake.
 func ServeBare(ctx context.Context, ln net.Listener, files pki.Files, opts TLSOptions) error {
+	return ServeBareBody(ctx, ln, files, opts, nil)
+}
+
+// ServeBareBody is ServeBare answering a GET with body instead (nil:
+// BareBody), so that a comparison of large values has a ceiling that
+// sends the same bytes; other methods still get BareBody.
+func ServeBareBody(ctx context.Context, ln net.Listener, files pki.Files, opts TLSOptions, body []byte) error {
 	st, err := LoadTLS(files, opts)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(serveBare),
+		Handler:           bareHandler(body),
 		ReadHeaderTimeout: DefaultReadHeaderTimeout,
 		ReadTimeout:       DefaultReadTimeout,
 		WriteTimeout:      DefaultWriteTimeout,
@@ -56,11 +64,26 @@ func ServeBare(ctx context.Context, ln net.Listener, files pki.Files, opts TLSOp
 	return err
 }
 
-func serveBare(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
-	h := w.Header()
-	h["Content-Type"] = []string{"application/octet-stream"}
-	h["Etag"] = []string{`"1"`}
-	h["Content-Length"] = []string{"100"}
-	_, _ = w.Write(BareBody)
+// bareHandler reads the request body and answers BareBody, or get to a
+// GET when it is not nil.
+func bareHandler(get []byte) http.Handler {
+	other := []string{strconv.Itoa(len(BareBody))}
+	getLen := other
+	if get == nil {
+		get = BareBody
+	} else {
+		getLen = []string{strconv.Itoa(len(get))}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		h := w.Header()
+		h["Content-Type"] = []string{"application/octet-stream"}
+		h["Etag"] = []string{`"1"`}
+		body, n := BareBody, other
+		if r.Method == http.MethodGet {
+			body, n = get, getLen
+		}
+		h["Content-Length"] = n
+		_, _ = w.Write(body)
+	})
 }

@@ -161,7 +161,7 @@ func BenchmarkLoopback(b *testing.B) {
 				reportCPU(b)
 				var n atomic.Int64
 				b.RunParallel(func(pb *testing.PB) {
-					c, err := client.New(client.Config{Server: "localhost:" + port, Files: cf, HTTP1: proto == "http1"})
+					c, err := client.New(client.Config{Server: "localhost:" + port, Files: cf, HTTP1: proto == "http1", HTTP2: proto == "h2"})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -1,7 +1,7 @@
 package server
 
 // Interop with curl, a client nobody here wrote: put and get with the client
-// certificate, in both PKI modes; without a certificate, or with one of
+// certificate, in both PKI modes, over HTTP/1.1 and HTTP/2; without a certificate, or with one of
 // another PKI, curl is refused and nothing is written.
 
 import (
@@ -62,20 +62,28 @@ func TestE2ECurl(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// Put and get with the client certificate.
-			out, stderr, err := runCurl(t, curl, ts.addr, append(withCert, "--fail", "-X", "PUT", "--data-binary", "@"+valueFile, base+"/v1/kv/curl%2Fkey")...)
-			if err != nil {
-				t.Fatalf("curl PUT: %v: %s", err, stderr)
-			}
-			if !regexp.MustCompile(`^\{"key":"curl/key","version":\d+\}\n$`).Match(out) {
-				t.Errorf("curl PUT answered %q", out)
-			}
-			out, stderr, err = runCurl(t, curl, ts.addr, append(withCert, "--fail", base+"/v1/kv/curl%2Fkey")...)
-			if err != nil || !bytes.Equal(out, value) {
-				t.Fatalf("curl GET: %d bytes, %v: %s; want the %d bytes put", len(out), err, stderr, len(value))
-			}
-			if e, err := ts.store.Get(context.Background(), "curl/key"); err != nil || !bytes.Equal(e.Value, value) {
-				t.Errorf("the store does not hold curl's value under curl/key: %v", err)
+			// Put and get with the client certificate, over both protocols;
+			// curl reports the one it used.
+			for _, proto := range []struct{ flag, version string }{{"--http1.1", "1.1"}, {"--http2", "2"}} {
+				t.Run(strings.TrimPrefix(proto.flag, "--"), func(t *testing.T) {
+					key := "curl/key" + proto.version
+					url := base + "/v1/kv/" + strings.ReplaceAll(key, "/", "%2F")
+					args := append(withCert, proto.flag, "--fail", "-w", "\n%{http_version}")
+					out, stderr, err := runCurl(t, curl, ts.addr, append(args, "-X", "PUT", "--data-binary", "@"+valueFile, url)...)
+					if err != nil {
+						t.Fatalf("curl PUT: %v: %s", err, stderr)
+					}
+					if !regexp.MustCompile(`^\{"key":"` + regexp.QuoteMeta(key) + `","version":\d+\}\n\n` + regexp.QuoteMeta(proto.version) + `$`).Match(out) {
+						t.Errorf("curl PUT answered %q, want the version and HTTP/%s", out, proto.version)
+					}
+					out, stderr, err = runCurl(t, curl, ts.addr, append(args, url)...)
+					if want := append(append([]byte{}, value...), "\n"+proto.version...); err != nil || !bytes.Equal(out, want) {
+						t.Fatalf("curl GET: %d bytes, %v: %s; want the %d bytes put and HTTP/%s", len(out), err, stderr, len(value), proto.version)
+					}
+					if e, err := ts.store.Get(context.Background(), key); err != nil || !bytes.Equal(e.Value, value) {
+						t.Errorf("the store does not hold curl's value under %s: %v", key, err)
+					}
+				})
 			}
 
 			// Refused: no client certificate, and one of another PKI.

@@ -229,7 +229,7 @@ func clientTLS(t *testing.T, files pki.Files, mutate func(*tls.Config)) *tls.Con
 // request, so each call is a handshake the server judges anew.
 func freshClient(t *testing.T, addr string, cfg *tls.Config, http1 bool) *client.Client {
 	t.Helper()
-	c, err := client.New(client.Config{Server: strings.TrimPrefix(serverURL(addr), "https://"), TLSConfig: cfg, NewConn: true, HTTP1: http1, Timeout: 10 * time.Second})
+	c, err := client.New(client.Config{Server: strings.TrimPrefix(serverURL(addr), "https://"), TLSConfig: cfg, NewConn: true, HTTP1: http1, HTTP2: !http1, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

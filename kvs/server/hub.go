@@ -204,7 +204,7 @@ func (h *hub) watch(ctx context.Context, prefix string, exact bool, after int64)
 	} else if _, _, err := h.log.Changes(ctx, prefix, after, 1); err != nil {
 		return nil, err
 	}
-	return &sub{h: h, ctx: ctx, prefix: prefix, exact: exact, cursor: after, last: after,
+	return &sub{h: h, ctx: ctx, prefix: prefix, exact: exact, cursor: after, skip: after, last: after,
 		ch: make(chan *kvs.Event, h.buffer), gone: make(chan struct{})}, nil
 }
 
@@ -214,8 +214,9 @@ type sub struct {
 	ctx    context.Context
 	prefix string
 	exact  bool
-	cursor int64 // the revision read up to while catching up
-	last   int64 // the revision delivered last: nothing at or below it again
+	cursor int64 // the revision read up to while catching up (pages end on a revision's last change)
+	skip   int64 // revisions up to this were delivered from the log: skip them in the ring and live
+	last   int64 // the revision delivered last
 
 	pending  []*kvs.Event // read from the log or copied from the ring, before ch
 	attached bool
@@ -237,7 +238,7 @@ func (s *sub) matches(key string) bool {
 func (s *sub) next(tick <-chan time.Time) (*kvs.Event, error) {
 	for {
 		e, err := s.next1(tick)
-		if err != nil || e == nil || e.Version > s.last {
+		if err != nil || e == nil || e.Version > s.skip {
 			if e != nil {
 				s.last = e.Version
 			}
@@ -299,6 +300,7 @@ func (s *sub) catchUp() error {
 		return h.err
 	}
 	if s.cursor >= h.floor {
+		s.skip = s.cursor
 		for _, e := range h.ring {
 			if e.Version > s.cursor && s.matches(e.Key) {
 				s.pending = append(s.pending, e)

@@ -20,7 +20,7 @@ type metrics struct {
 	watchDropped *prometheus.CounterVec
 }
 
-var metricOps = []string{"get", "put", "delete", "list", "watch", "lease", "health", "metrics", "other"}
+var metricOps = []string{"get", "put", "delete", "delete_prefix", "list", "txn", "snapshot", "watch", "lease", "health", "metrics", "other"}
 
 func newMetrics() *metrics {
 	m := &metrics{

@@ -20,7 +20,7 @@ func TestRoundTripBothModes(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				d := testPKI(t, mode.selfSigned)
 				ts := startServer(t, d, nil, nil)
-				c := newTestClient(t, d, ts.addr, func(cc *client.Config) { cc.HTTP1 = http1 })
+				c := newTestClient(t, d, ts.addr, func(cc *client.Config) { cc.HTTP1, cc.HTTP2 = http1, !http1 })
 				ctx := context.Background()
 				val := []byte("world\x00\xff")
 				v, err := c.Put(ctx, "hello/../x", val, kvs.Cond{})

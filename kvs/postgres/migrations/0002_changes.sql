@@ -12,11 +12,13 @@
 -- servers wake up instead of polling.
 
 CREATE TABLE kv_changes (
-    rev   bigint PRIMARY KEY,
+    rev   bigint NOT NULL,
+    n     bigint NOT NULL DEFAULT 0, -- the place within the revision: a transaction's writes share one
     key   text COLLATE "C" NOT NULL,
     kind  "char" NOT NULL,
     value bytea,
-    at    timestamptz NOT NULL DEFAULT now()
+    at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (rev, n)
 );
 
 CREATE TABLE kv_compacted (

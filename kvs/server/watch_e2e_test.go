@@ -210,23 +210,23 @@ func TestE2EWatchCompacted(t *testing.T) {
 		c.WatchPruneInterval = 20 * time.Millisecond
 	})
 	c := newTestClient(t, d, ts.addr, nil)
-	var first int64
+	var vs []int64
 	for i := range 20 {
 		v, err := c.Put(t.Context(), fmt.Sprintf("k/%d", i), []byte("v"), kvs.Cond{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == 0 {
-			first = v
-		}
+		vs = append(vs, v)
 	}
+	first := vs[0]
+	// Keeping the last 5 changes forgets up to the 15th put.
 	var ce *kvs.CompactedError
 	waitFor(t, 10*time.Second, "the log to be pruned", func() bool {
 		st, err := c.Watch(t.Context(), "k/", first)
 		if err == nil {
 			st.Close()
 		}
-		return errors.As(err, &ce)
+		return errors.As(err, &ce) && ce.Oldest == vs[14]
 	})
 	if ce.Oldest <= first {
 		t.Fatalf("oldest revision %d, want past %d", ce.Oldest, first)

@@ -20,7 +20,7 @@ var _ kvs.Leaser = (*Client)(nil)
 func leaseErr(err error) error {
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusNotFound {
-		return fmt.Errorf("%w: %w", kvs.ErrLeaseNotFound, err)
+		return kvs.ErrLeaseNotFound
 	}
 	return err
 }

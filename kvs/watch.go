@@ -79,8 +79,10 @@ type ChangeLog interface {
 	// Head returns the log's head.
 	Head(ctx context.Context) (int64, error)
 
-	// WaitHead returns the head as soon as it is greater than after, or
-	// the context's error when ctx ends first.
+	// WaitHead returns as soon as the head may be greater than after, or
+	// the context's error when ctx ends first. What it returns is a hint:
+	// a revision drawn but not yet committed counts; Changes says what is
+	// settled.
 	WaitHead(ctx context.Context, after int64) (int64, error)
 
 	// Prune forgets the changes that r no longer keeps and returns the

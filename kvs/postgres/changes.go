@@ -321,12 +321,14 @@ func scanChanges(rows pgx.Rows, out []kvs.Event) ([]kvs.Event, int64, error) {
 	return out, lastN, rows.Err()
 }
 
-// WaitHead implements kvs.ChangeLog.
+// WaitHead implements kvs.ChangeLog. It reads the sequence without the
+// lock: the head it returns may not be settled yet, which Changes (under
+// the lock) then settles. So waiting costs writers nothing.
 func (s *Store) WaitHead(ctx context.Context, after int64) (int64, error) {
 	s.listen()
 	for {
 		wake := s.feed.wait() // before reading the head: no wake-up lost
-		h, err := s.Head(ctx)
+		h, err := s.drawn(ctx)
 		if err != nil || h > after {
 			return h, err
 		}
@@ -337,6 +339,20 @@ func (s *Store) WaitHead(ctx context.Context, after int64) (int64, error) {
 		case <-time.After(pgWaitPoll):
 		}
 	}
+}
+
+// drawn is the last revision drawn, committed or not.
+func (s *Store) drawn(ctx context.Context) (int64, error) {
+	if err := kvs.CtxErr(ctx, "postgres head"); err != nil {
+		return 0, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var h int64
+	if err := s.pool.QueryRow(qctx, sqlHead).Scan(&h); err != nil {
+		return 0, s.fail(ctx, "postgres head", err)
+	}
+	return h, nil
 }
 
 // Watch implements kvs.Watcher.

@@ -38,9 +38,9 @@
 // revokes certificates for them. The demo starts one (package caserver,
 // as 'kvsctl pki serve' runs it) on 127.0.0.1, on a PKI directory of its
 // own that the kvs server does not trust, when one of them is selected;
-// Run skips them. They write nothing to the store. What the CA saw is its
-// audit record of each request, captured by the slog handler it logs to
-// and matched to the attacker by address.
+// Run skips them. They write nothing to the store. What the CA saw is the
+// typed audit event it reports to its Observer for each request, matched
+// to the attacker by address.
 //
 // # Verdicts
 //

@@ -26,8 +26,8 @@ import (
 // throwaway PKI directory of its own, so that the scenarios that spend
 // its tokens, revoke its certificates and (in the negative controls) roll
 // its files back never touch the PKI the kvs server trusts. What it saw
-// of a request is its audit record, captured by the slog handler it logs
-// to and matched to the attacker by address.
+// of a request is the typed audit event its Observer receives, matched to
+// the attacker by address.
 
 // onlineCA is the running online CA of a demo.
 type onlineCA struct {

@@ -24,7 +24,8 @@
 // # Source files
 //
 //	keys.go       key types, generation, PKCS#8 (encrypted: PBES2, AES-256, PBKDF2-SHA-256)
-//	ca.go         the CA, leaf templates, signing, self-signing
+//	ca.go         the CA: roots, intermediates, loading, the key check
+//	leaf.go       leaf requests: lifetimes (TTL), templates, signing, self-signing
 //	init.go       Init: a whole PKI in one step
 //	issue.go      Issue: a new leaf from the CA
 //	sign.go       SignCSR: external CSRs, subject and SANs only

@@ -182,12 +182,18 @@ func deleteCommand() *cli.Command {
 		// Keys like "help" and "h" are keys, not a request for help.
 		HideHelpCommand: true,
 		Usage:           "delete a key",
-		UsageText:       "kvsctl delete [--if-version N] KEY",
+		UsageText:       "kvsctl delete [--if-version N] KEY | kvsctl delete --prefix P [--json]",
 		Description: "Deletes the key. Exits 3 when it does not exist; with --if-version N, exits 4 and\n" +
-			"deletes nothing when the key's current version is not N.\n\n" +
-			"Example:\n  kvsctl delete hello",
-		Flags: clientFlags(condFlags(false)...),
+			"deletes nothing when the key's current version is not N.\n" +
+			"With --prefix P, deletes every key that starts with P, atomically, and prints how many\n" +
+			"(the policy's delete on P).\n\n" +
+			"Example:\n  kvsctl delete hello\n  kvsctl delete --prefix tmp/",
+		Flags: clientFlags(append(condFlags(false), jsonFlag(),
+			&cli.StringFlag{Name: "prefix", Usage: "delete every key that starts with `P`"})...),
 		Action: func(c *cli.Context) error {
+			if c.IsSet("prefix") {
+				return deletePrefix(c, c.String("prefix"))
+			}
 			key, err := keyArg(c, 1)
 			if err != nil {
 				return err

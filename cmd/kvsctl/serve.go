@@ -71,6 +71,7 @@ func serveCommand() *cli.Command {
 			durationFlag("statement-timeout", postgres.DefaultStatementTimeout, "bound on every store operation; a slower store answers 503"),
 			&cli.StringFlag{Name: "policy", EnvVars: env("policy"), Usage: "access policy file (YAML or JSON); without one every client of the CA has full access"},
 			&cli.StringFlag{Name: "max-value", Value: "1MiB", EnvVars: env("max-value"), Usage: "largest value accepted (bytes, or with KiB/MiB)"},
+			&cli.IntFlag{Name: "max-txn-ops", Value: kvs.DefaultMaxTxnOps, EnvVars: env("max-txn-ops"), Usage: "most compares, and operations per branch, of a transaction"},
 			&cli.IntFlag{Name: "max-conns", Value: defaultMaxConns, EnvVars: env("max-conns"), Usage: "concurrent connections, handshakes included; more wait to be accepted (0: unlimited)"},
 			durationFlag("read-header-timeout", server.DefaultReadHeaderTimeout, "time to read the TLS handshake and the request headers"),
 			durationFlag("read-timeout", server.DefaultReadTimeout, "time to read a whole request"),
@@ -125,6 +126,9 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 	if err != nil {
 		return sc, usagef("--max-value: %w", err)
 	}
+	if c.Int("max-txn-ops") < 1 {
+		return sc, usagef("--max-txn-ops must be at least 1")
+	}
 	for _, name := range []string{"pool-size", "max-conns"} {
 		if c.Int(name) < 0 {
 			return sc, usagef("--%s must not be negative", name)
@@ -150,6 +154,7 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 		NoCRL:             c.Bool("no-crl"),
 		MaxValue:          maxValue,
 		MaxConns:          c.Int("max-conns"),
+		MaxTxnOps:         c.Int("max-txn-ops"),
 		ReadHeaderTimeout: c.Duration("read-header-timeout"),
 		ReadTimeout:       c.Duration("read-timeout"),
 		WriteTimeout:      c.Duration("write-timeout"),

@@ -228,9 +228,6 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 	if !c.Satisfiable() {
 		return 0, kvs.ErrPrecondition
 	}
-	rec := make([]byte, boltHeaderLen+len(value))
-	copy(rec[boltHeaderLen:], value)
-
 	// The function may run more than once (bolt retries a batch without a
 	// failed member), so it resets its results first. A failed condition
 	// is an outcome, not an error: returning an error would roll back the
@@ -246,25 +243,13 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 			canceled = err
 			return nil
 		}
-		kv := tx.Bucket([]byte(boltBucketKV))
-		if c.IfVersion > 0 || c.CreateOnly {
-			cur := kv.Get([]byte(key))
-			if (c.CreateOnly && cur != nil) || (c.IfVersion > 0 && (cur == nil || recVersion(cur) != c.IfVersion)) {
-				failed = true
-				return nil
-			}
+		v, err := putTx(tx, key, value, c, time.Now())
+		if errors.Is(err, kvs.ErrPrecondition) {
+			failed = true
+			return nil
 		}
-		seq, err := tx.Bucket([]byte(boltBucketMeta)).NextSequence()
-		if err != nil {
-			return err
-		}
-		binary.BigEndian.PutUint64(rec[0:8], seq)
-		binary.BigEndian.PutUint64(rec[8:16], uint64(time.Now().UnixNano()))
-		if err := kv.Put([]byte(key), rec); err != nil {
-			return err
-		}
-		version = int64(seq)
-		return nil
+		version = v
+		return err
 	})
 	switch {
 	case err != nil:
@@ -295,17 +280,16 @@ func (s *Store) Delete(ctx context.Context, key string, c kvs.Cond) error {
 			canceled = err
 			return nil
 		}
-		kv := tx.Bucket([]byte(boltBucketKV))
-		cur := kv.Get([]byte(key))
+		err := deleteTx(tx, key, c)
 		switch {
-		case cur == nil:
+		case errors.Is(err, kvs.ErrNotFound):
 			missing = true
 			return nil
-		case c.CreateOnly || (c.IfVersion != 0 && recVersion(cur) != c.IfVersion):
+		case errors.Is(err, kvs.ErrPrecondition):
 			failed = true
 			return nil
 		}
-		return kv.Delete([]byte(key))
+		return err
 	})
 	switch {
 	case err != nil:
@@ -403,6 +387,12 @@ func (s *Store) Close() error {
 // once.
 func (s *Store) update(fn func(*bbolt.Tx) error) error {
 	return s.commits.update(fn)
+}
+
+// putHeader writes a record's header: its version and update time.
+func putHeader(rec []byte, version int64, updated time.Time) {
+	binary.BigEndian.PutUint64(rec[0:8], uint64(version))
+	binary.BigEndian.PutUint64(rec[8:16], uint64(updated.UnixNano()))
 }
 
 func recVersion(rec []byte) int64 { return int64(binary.BigEndian.Uint64(rec[0:8])) }

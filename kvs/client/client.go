@@ -67,6 +67,7 @@ type Config struct {
 type Client struct {
 	base   *url.URL
 	hc     *http.Client
+	stream *http.Client // hc without the overall timeout, for snapshots
 	tr     *http.Transport
 	tls    func() *tls.Config // the configuration of a new connection
 	closed atomic.Bool
@@ -151,6 +152,7 @@ func New(cfg Config) (*Client, error) {
 		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	c.tr, c.hc = tr, &http.Client{Transport: tr, Timeout: cfg.Timeout}
+	c.stream = &http.Client{Transport: tr}
 	return c, nil
 }
 
@@ -213,6 +215,10 @@ func (c *Client) draining() bool {
 // do sends a request and turns transport and status errors into the
 // package's errors.
 func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte, hdr http.Header) (*http.Response, error) {
+	return c.send(ctx, c.hc, method, u, body, hdr)
+}
+
+func (c *Client) send(ctx context.Context, hc *http.Client, method string, u *url.URL, body []byte, hdr http.Header) (*http.Response, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("%s %s: %w: client closed", method, u.Path, kvs.ErrUnavailable)
 	}
@@ -230,7 +236,7 @@ func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte,
 	// HTTP/1.1 closes the connection after the response; HTTP/2 lets the
 	// streams in flight finish and sends no new ones to it.
 	req.Close = c.draining()
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, c.transportError(ctx, err)
 	}

@@ -40,7 +40,7 @@ func (e *StatusError) Is(target error) bool {
 	if target == ErrRejected {
 		return e.Code == http.StatusForbidden
 	}
-	return target != nil && kvs.ErrorOf(e.Code) == target
+	return target != nil && kvs.Matches(e.Code, target)
 }
 
 // classifyTransport tells apart the server refusing us, us refusing the

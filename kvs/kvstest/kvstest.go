@@ -25,7 +25,7 @@ import (
 // with t.Cleanup, which then runs after Close.
 func Run(t *testing.T, open func(t *testing.T) kvs.Store) {
 	t.Helper()
-	for _, tc := range []struct {
+	for _, tc := range append([]struct {
 		name string
 		fn   func(t *testing.T, s kvs.Store)
 	}{
@@ -48,7 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) kvs.Store) {
 		{"ConcurrentCreateOnly", testConcurrentCreateOnly},
 		{"CanceledContext", testCanceledContext},
 		{"Closed", testClosed},
-	} {
+	}, txnTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := open(t)

@@ -23,7 +23,8 @@ type Op string
 
 // The operations of the API. Read, write, delete and list apply to key
 // prefixes; metrics and health are the server's /metrics and /healthz,
-// which hold no key and ignore the prefixes.
+// which hold no key and ignore the prefixes; admin is GET /v1/snapshot,
+// a copy of every key, whatever the prefixes say.
 const (
 	OpRead    Op = "read"
 	OpWrite   Op = "write"
@@ -31,13 +32,14 @@ const (
 	OpList    Op = "list"
 	OpMetrics Op = "metrics"
 	OpHealth  Op = "health"
+	OpAdmin   Op = "admin"
 )
 
 // Ops lists every operation, in the order they are documented.
-var Ops = []Op{OpRead, OpWrite, OpDelete, OpList, OpMetrics, OpHealth}
+var Ops = []Op{OpRead, OpWrite, OpDelete, OpList, OpMetrics, OpHealth, OpAdmin}
 
 // keyless reports whether op is not about keys, so prefixes do not apply.
-func keyless(op Op) bool { return op == OpMetrics || op == OpHealth }
+func keyless(op Op) bool { return op == OpMetrics || op == OpHealth || op == OpAdmin }
 
 // File is the on-disk form of a policy (YAML or JSON):
 //

@@ -108,8 +108,8 @@ func (s *Store) put(ctx context.Context, key string, value []byte) (int64, error
 func (s *Store) putOne(ctx context.Context, key string, value []byte) (int64, error) {
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var version int64
-	if err := s.pool.QueryRow(qctx, sqlUpsert, key, value).Scan(&version); err != nil {
+	version, err := putTx(qctx, s.pool, key, value, kvs.Cond{})
+	if err != nil {
 		return 0, s.fail(ctx, "postgres put", err)
 	}
 	return version, nil

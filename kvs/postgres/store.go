@@ -242,20 +242,11 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var row pgx.Row
-	if c.CreateOnly {
-		row = s.pool.QueryRow(qctx, sqlPutCreateOnly, key, value)
-	} else {
-		row = s.pool.QueryRow(qctx, sqlPutIfVersion, key, value, c.IfVersion)
-	}
-	var version int64
-	if err := row.Scan(&version); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return 0, kvs.ErrPrecondition
-		}
+	version, err := putTx(qctx, s.pool, key, value, c)
+	if err != nil && !errors.Is(err, kvs.ErrPrecondition) {
 		return 0, s.fail(ctx, "postgres put", err)
 	}
-	return version, nil
+	return version, err
 }
 
 // Delete implements Store.
@@ -268,31 +259,11 @@ func (s *Store) Delete(ctx context.Context, key string, c kvs.Cond) error {
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if c.IfVersion == 0 && !c.CreateOnly {
-		tag, err := s.pool.Exec(qctx, sqlDelete, key)
-		if err != nil {
-			return s.fail(ctx, "postgres delete", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return kvs.ErrNotFound
-		}
-		return nil
-	}
-	if !c.CreateOnly {
-		tag, err := s.pool.Exec(qctx, sqlDeleteIfVersion, key, c.IfVersion)
-		if err != nil {
-			return s.fail(ctx, "postgres delete", err)
-		}
-		if tag.RowsAffected() == 1 {
-			return nil
-		}
-	}
-	// Nothing deleted: tell a missing key from a version mismatch.
-	var v int64
-	if err := s.pool.QueryRow(qctx, sqlVersion, key).Scan(&v); err != nil {
+	err := deleteTx(qctx, s.pool, key, c)
+	if err != nil && !errors.Is(err, kvs.ErrPrecondition) && !errors.Is(err, kvs.ErrNotFound) {
 		return s.fail(ctx, "postgres delete", err)
 	}
-	return kvs.ErrPrecondition
+	return err
 }
 
 // List implements Store.

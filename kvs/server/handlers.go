@@ -21,6 +21,10 @@ import (
 // errTooLarge is the answer to a value over the limit.
 var errTooLarge = errors.New("kvs: value too large")
 
+// errNotSupported is the answer to a request the store cannot serve (a
+// transaction on a store without them).
+var errNotSupported = errors.New("kvs: not supported by this store")
+
 // statusOf maps an error to its HTTP status and a message that is safe to
 // show a client: it never carries internal details of the store. This is the
 // only place that makes that mapping.
@@ -31,8 +35,10 @@ func statusOf(err error) (int, string) {
 		return status, "key not found"
 	case status == http.StatusPreconditionFailed:
 		return status, "version precondition failed"
-	case status == http.StatusBadRequest, status == http.StatusForbidden:
+	case status == http.StatusBadRequest, status == http.StatusForbidden, status == http.StatusRequestEntityTooLarge:
 		return status, err.Error()
+	case errors.Is(err, errNotSupported):
+		return http.StatusNotImplemented, err.Error()
 	case status == http.StatusServiceUnavailable, errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "store unavailable"
 	case errors.Is(err, errTooLarge), errors.As(err, &mbe):

@@ -16,7 +16,7 @@ type metrics struct {
 	conns       prometheus.Gauge
 }
 
-var metricOps = []string{"get", "put", "delete", "list", "health", "metrics", "other"}
+var metricOps = []string{"get", "put", "delete", "delete_prefix", "list", "txn", "snapshot", "health", "metrics", "other"}
 
 func newMetrics() *metrics {
 	m := &metrics{

@@ -23,6 +23,7 @@ import (
 const (
 	DefaultListen            = "127.0.0.1:7443"
 	DefaultMaxValue          = 1 << 20
+	DefaultMaxTxnBytes       = 4 << 20
 	DefaultReadHeaderTimeout = 5 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
@@ -45,7 +46,13 @@ type Config struct {
 	PolicyFile string
 
 	MaxValue int64 // largest value in bytes; 0 means DefaultMaxValue
-	MaxConns int   // concurrent connections, handshakes included (more wait to be accepted); 0 means unlimited
+	// MaxTxnOps is the most compares, and the most operations in each
+	// branch, of a transaction; 0 means kvs.DefaultMaxTxnOps.
+	MaxTxnOps int
+	// MaxTxnBytes bounds the body of POST /v1/txn (each put's value is
+	// also bounded by MaxValue); 0 means DefaultMaxTxnBytes.
+	MaxTxnBytes int64
+	MaxConns    int // concurrent connections, handshakes included (more wait to be accepted); 0 means unlimited
 
 	ReadHeaderTimeout time.Duration // also bounds the TLS handshake; 0 means DefaultReadHeaderTimeout
 	ReadTimeout       time.Duration // 0 means DefaultReadTimeout
@@ -103,6 +110,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxValue <= 0 {
 		cfg.MaxValue = DefaultMaxValue
 	}
+	if cfg.MaxTxnOps <= 0 {
+		cfg.MaxTxnOps = kvs.DefaultMaxTxnOps
+	}
+	if cfg.MaxTxnBytes <= 0 {
+		cfg.MaxTxnBytes = DefaultMaxTxnBytes
+	}
 	if cfg.Pprof != "" {
 		if err := CheckPprofAddr(cfg.Pprof); err != nil {
 			return nil, err
@@ -153,11 +166,22 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET "+kvs.ListPath, s.handleList)
+	s.mux.HandleFunc("DELETE "+kvs.ListPath, s.handleDeletePrefix)
+	s.mux.HandleFunc("POST "+kvs.TxnPath, s.handleTxn)
+	s.mux.HandleFunc("GET "+kvs.SnapshotPath, s.handleSnapshot)
+	s.mux.HandleFunc(kvs.TxnPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
+	})
 	s.mux.HandleFunc("GET "+kvs.HealthPath, s.handleHealth)
 	s.metricsHandler = promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
 	s.mux.HandleFunc("GET "+kvs.MetricsPath, s.handleMetrics)
 	// Other methods on those paths: 405, not the catch-all's 404.
-	for _, path := range []string{kvs.ListPath, kvs.HealthPath, kvs.MetricsPath} {
+	s.mux.HandleFunc(kvs.ListPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use GET, or DELETE with ?prefix=")
+	})
+	for _, path := range []string{kvs.HealthPath, kvs.MetricsPath, kvs.SnapshotPath} {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use GET")

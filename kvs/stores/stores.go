@@ -10,6 +10,7 @@ package stores
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -77,4 +78,45 @@ func Open(ctx context.Context, rawURL string, opts Options) (kvs.Store, error) {
 	}
 	// Show only the scheme: the rest may hold a password.
 	return nil, fmt.Errorf("kvs: unsupported store URL scheme %q: want bolt:PATH, postgres://HOST/DB or postgresql://HOST/DB", scheme)
+}
+
+// RestoreOptions configures Restore.
+type RestoreOptions struct {
+	Options
+	// Force replaces a store that holds keys.
+	Force bool
+	// Progress, when set, is called now and then with the keys restored
+	// so far.
+	Progress func(keys int64)
+}
+
+// Restore writes the snapshot src into the store named by rawURL, offline
+// (no server may be using it), keeping every key's version and the
+// store's revision: bolt.Restore writes a new file and renames it over the
+// old, postgres.Store.Restore copies in one transaction. On any error the
+// target is left as it was; a store that holds keys is refused with
+// kvs.ErrNotEmpty unless opts.Force is set.
+func Restore(ctx context.Context, rawURL string, src kvs.SnapshotSource, opts RestoreOptions) (int64, error) {
+	switch Kind(rawURL) {
+	case "bolt":
+		path := strings.TrimPrefix(rawURL, "bolt:")
+		if path == "" || strings.HasPrefix(path, "//") {
+			return 0, fmt.Errorf("kvs: store URL %q: want bolt:PATH, e.g. bolt:data/kvs.db or bolt:/var/lib/kvs/kvs.db", rawURL)
+		}
+		return bolt.Restore(ctx, path, src, bolt.RestoreOptions{Force: opts.Force, Progress: opts.Progress})
+	case "postgres":
+		s, err := postgres.Open(ctx, rawURL, postgres.Options{
+			MaxConns: opts.MaxConns, StatementTimeout: opts.StatementTimeout, Schema: opts.Schema, Logger: opts.Logger,
+		})
+		if err != nil {
+			return 0, err
+		}
+		defer s.Close()
+		return s.Restore(ctx, src, postgres.RestoreOptions{Force: opts.Force, Progress: opts.Progress})
+	}
+	if rawURL == "" {
+		return 0, errors.New("kvs: restore needs the URL of the target store")
+	}
+	_, err := Open(ctx, rawURL, opts.Options) // the error for an unknown scheme; opens nothing
+	return 0, err
 }

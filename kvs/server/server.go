@@ -338,6 +338,9 @@ func (s *Server) connState(_ net.Conn, st http.ConnState) {
 // certificate was revoked after the handshake, or while the CRL is not
 // current, is refused with 403.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 {
+		reserveStack(0)
+	}
 	if err := s.tls.checkRequest(r.Context(), r.TLS); err != nil {
 		start := time.Now()
 		msg := "client certificate no longer accepted: " + string(ReasonOf(err))

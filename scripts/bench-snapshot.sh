@@ -23,6 +23,7 @@ ROUNDS=${BENCH_ROUNDS:-2}
 CLIENTS=${BENCH_CLIENTS:-16}
 KEYS=${BENCH_KEYS:-10000}
 SNAP_KEYS=${SNAP_KEYS:-1000000}
+SNAP_RATE=${SNAP_RATE:-10}          # MB/s of the paced saver in (c)
 PG_ADMIN=${KVS_BENCH_DATABASE:-postgres://postgres@127.0.0.1:5432/postgres}
 PG_DB=kvsbench_snap
 PORT=17450
@@ -98,12 +99,20 @@ t0=$(now)
 say "import into bolt: $(elapsed "$t0") s"
 
 declare -A P99
-p99s() { # p99s KIND: GET p99 without, then with a snapshot being saved
+saving() { # saving RATE: snapshots saved back to back until killed
+	while :; do "$BIN" snapshot save --force --rate "$1" "$WORK/busy.snap" >/dev/null 2>&1 || break; done
+}
+p99s() { # p99s KIND: GET p99 without, then with snapshots being saved (full speed, then paced)
 	read -r _ P99[$1,idle] < <(bench get "$SNAP_KEYS")
-	( while :; do "$BIN" snapshot save --force "$WORK/busy.snap" >/dev/null 2>&1 || break; done ) &
+	saving 0 &
 	local saver=$!
 	sleep 1
 	read -r _ P99[$1,snap] < <(bench get "$SNAP_KEYS")
+	kill $saver 2>/dev/null; wait $saver 2>/dev/null || true
+	saving "$SNAP_RATE" &
+	saver=$!
+	sleep 1
+	read -r _ P99[$1,paced] < <(bench get "$SNAP_KEYS")
 	kill $saver 2>/dev/null; wait $saver 2>/dev/null || true
 }
 
@@ -130,10 +139,11 @@ t0=$(now); "$BIN" snapshot restore pg.snap --store "$(pgurl ${PG_DB}_3)" >/dev/n
 echo "| snapshot restore PostgreSQL → PostgreSQL | $SNAP_KEYS | $(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1e6 }') MB | ${s} s | $(mbps "$size" "$s") |"
 echo
 
-echo "| store | GET p99, no snapshot | GET p99 while snapshots are saved back to back | ratio |"
-echo "|---|---|---|---|"
+echo "| store | GET p99, no snapshot | while snapshots are saved back to back | ratio | while saved with --rate $SNAP_RATE | ratio |"
+echo "|---|---|---|---|---|---|"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 for kind in bolt postgres; do
-	echo "| $kind | ${P99[$kind,idle]} ms | ${P99[$kind,snap]} ms | $(awk -v a="${P99[$kind,snap]}" -v b="${P99[$kind,idle]}" 'BEGIN { printf "%.2f", a / b }') |"
+	echo "| $kind | ${P99[$kind,idle]} ms | ${P99[$kind,snap]} ms | $(ratio "${P99[$kind,snap]}" "${P99[$kind,idle]}") | ${P99[$kind,paced]} ms | $(ratio "${P99[$kind,paced]}" "${P99[$kind,idle]}") |"
 done
 echo
 echo "load after the run: $(cut -d' ' -f1-3 /proc/loadavg)"

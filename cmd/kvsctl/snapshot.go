@@ -40,15 +40,20 @@ func snapshotSaveCommand() *cli.Command {
 		Description: "Streams GET /v1/snapshot (policy operation admin) into FILE (mode 0600: it holds every\n" +
 			"value), with a progress line on stderr, and checks it as it arrives: FILE appears only\n" +
 			"once the whole snapshot is in and its checksum matches. Refuses to replace FILE without\n" +
-			"--force.\n\n" +
+			"--force. --rate caps the transfer (MB/s), so that a backup of a busy server takes longer\n" +
+			"rather than taking CPU from its requests.\n\n" +
 			"Example:\n  kvsctl snapshot save backup.snap",
-		Flags: clientFlags(jsonFlag(), &cli.BoolFlag{Name: "force", Usage: "replace FILE if it exists"}),
+		Flags: clientFlags(jsonFlag(), &cli.BoolFlag{Name: "force", Usage: "replace FILE if it exists"},
+			&cli.Float64Flag{Name: "rate", Usage: "receive at most `MB` megabytes a second (0: as fast as possible)"}),
 		Action: func(c *cli.Context) error {
 			a, err := args(c, 1, 1)
 			if err != nil {
 				return err
 			}
 			file := a[0]
+			if c.Float64("rate") < 0 {
+				return usagef("--rate must not be negative")
+			}
 			if _, err := os.Lstat(file); err == nil && !c.Bool("force") {
 				return fmt.Errorf("snapshot save: %s: %w", file, fs.ErrExist)
 			}
@@ -93,7 +98,11 @@ func saveSnapshot(c *cli.Context, cl *client.Client, file string) (snapfmt.Info,
 	if err := tmp.Chmod(0o600); err != nil {
 		return snapfmt.Info{}, err
 	}
-	r, err := snapfmt.NewReader(io.TeeReader(body, tmp))
+	var in io.Reader = body
+	if rate := c.Float64("rate"); rate > 0 {
+		in = &paced{r: body, rate: rate * 1e6, start: time.Now()}
+	}
+	r, err := snapfmt.NewReader(io.TeeReader(in, tmp))
 	if err != nil {
 		return snapfmt.Info{}, fmt.Errorf("receive snapshot: %w", err)
 	}
@@ -128,6 +137,27 @@ func saveSnapshot(c *cli.Context, cl *client.Client, file string) (snapfmt.Info,
 	}
 	ok = true
 	return snapfmt.Info{Header: r.Header(), Count: r.Count(), Size: r.Size(), SHA256: fmt.Sprintf("%x", r.Digest())}, nil
+}
+
+// paced reads at most rate bytes a second on average: TCP's flow control
+// then slows the server's stream down to the same pace.
+type paced struct {
+	r     io.Reader
+	rate  float64
+	start time.Time
+	n     int64
+}
+
+func (p *paced) Read(b []byte) (int, error) {
+	if len(b) > 64<<10 {
+		b = b[:64<<10]
+	}
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if ahead := time.Duration(float64(p.n)/p.rate*float64(time.Second)) - time.Since(p.start); ahead > 0 {
+		time.Sleep(ahead)
+	}
+	return n, err
 }
 
 // snapshotInfo is the --json form of a snapshot's description.

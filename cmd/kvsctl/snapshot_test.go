@@ -61,6 +61,14 @@ func TestSnapshotRestoreExport(t *testing.T) {
 	if fi, err := os.Stat(snap); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("snapshot file: %v, %v; want mode 0600", fi, err)
 	}
+	paced := filepath.Join(tmp, "paced.snap")
+	must(kv(src, "", "snapshot", "save", "--rate", "1", paced))
+	if a, b := mustRead(t, snap), mustRead(t, paced); len(a) != len(b) {
+		t.Errorf("--rate 1 saved %d bytes, the full-speed save %d", len(b), len(a))
+	}
+	if code, _, _ := kv(src, "", "snapshot", "save", "--rate", "-1", paced+"2"); code != exitUsage {
+		t.Errorf("--rate -1: exit %d, want 2", code)
+	}
 	if code, _, stderr := kv(src, "", "snapshot", "save", snap); code != exitFailure || !strings.Contains(stderr, "--force") {
 		t.Errorf("save over an existing file: exit %d, %q", code, stderr)
 	}

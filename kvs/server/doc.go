@@ -15,6 +15,8 @@
 //	watch.go       GET /v1/watch (server-sent events) and the long poll of GET /v1/kv
 //	hub.go         one reader of the change log per server, fanning changes out to its watchers
 //	lease.go       /v1/lease, PUT ?ttl= and ?lease=, the sweeper of expired keys
+//	txn.go         POST /v1/txn and DELETE /v1/kv?prefix=: every part checked, policy included, before the store runs it
+//	snapshot.go    GET /v1/snapshot: the store at one revision, streamed in the kvs/snapshot format (policy operation admin)
 //	audit.go       the audit observer: one log line per request, never the value
 //	metrics.go     the metrics observer
 //	tls.go         TLS: certificate, client roots and CRL as one immutable snapshot

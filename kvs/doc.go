@@ -27,6 +27,11 @@
 //	kvs/loadgen    the load generator behind kvsctl bench
 //	kvs/snapshot   the store-independent snapshot format: writer, verifying reader
 //
+// Stores may also implement ChangeLog and Watcher (watch.go: every change
+// in revision order, resumable, with ErrCompacted past the retention) and
+// Leaser (lease.go: TTLs and leases on the store's one clock); the two
+// stores and the client implement all three.
+//
 // Store errors wrap ErrNotFound, ErrPrecondition, ErrInvalidKey,
 // ErrForbidden or ErrUnavailable for callers to branch on, or the
 // caller's context error when it ends first. StatusOf and ErrorOf map them

@@ -3,7 +3,11 @@
 // The file holds two buckets. "kv" maps each key to a record, a 16-byte
 // header (the version and the update time) followed by the raw value;
 // "meta" holds the file format and, as its bucket sequence, the store-wide
-// revision. Open creates a missing parent directory 0700 and the file 0600.
+// revision. "changes" is the change log behind watches (changes.go),
+// written in the same transaction as each change; "leases", "ttl" and
+// "leasekeys" hold leases and the keys bound to them (lease.go), on the
+// clock of Options.Clock. Open creates a missing parent directory 0700 and
+// the file 0600.
 // One process at a time: a second opener waits Options.LockTimeout and gets
 // "locked by another process" (kvs.ErrUnavailable).
 //

@@ -29,6 +29,7 @@ func (s *Store) Snapshot(ctx context.Context, begin func(kvs.SnapshotHeader) err
 		meta := tx.Bucket([]byte(boltBucketMeta))
 		kv := tx.Bucket([]byte(boltBucketKV))
 		h := kvs.SnapshotHeader{Store: "bolt", Time: time.Now().UTC()}
+		now := s.now()
 		if meta != nil {
 			h.Revision = int64(meta.Sequence())
 		}
@@ -56,6 +57,9 @@ func (s *Store) Snapshot(ctx context.Context, begin func(kvs.SnapshotHeader) err
 			}
 			if len(rec) < boltHeaderLen {
 				return fmt.Errorf("corrupt record of %q (%d bytes)", k, len(rec))
+			}
+			if expired(tx, k, now) {
+				continue // its lease ran out: it is gone for every reader
 			}
 			e := kvs.SnapshotEntry{Key: string(k), Value: rec[boltHeaderLen:], Version: recVersion(rec), Updated: recUpdated(rec)}
 			if cbErr = each(e); cbErr != nil {

@@ -4,7 +4,10 @@
 // statement that writes.
 //
 // The tables kv, kvs_schema_version and the sequence kv_revision live in
-// Options.Schema (default public) and are created by embedded, numbered
+// Options.Schema (default public), with kv_changes and kv_compacted (the
+// change log behind watches, written by the same statements as the
+// changes: changes.go) and kv_leases (lease.go, on PostgreSQL's clock),
+// and are created by embedded, numbered
 // migrations (migrations/*.sql) applied under an advisory lock when the
 // store opens, so servers starting together apply each migration once.
 // Each operation is bounded by Options.StatementTimeout, so a database

@@ -47,7 +47,8 @@ func (s *Store) Snapshot(ctx context.Context, begin func(kvs.SnapshotHeader) err
 		if cbErr = begin(h); cbErr != nil {
 			return cbErr
 		}
-		if _, err := tx.Exec(ctx, `DECLARE kvs_snapshot NO SCROLL CURSOR FOR SELECT key, value, version, updated FROM kv ORDER BY key`); err != nil {
+		if _, err := tx.Exec(ctx, `DECLARE kvs_snapshot NO SCROLL CURSOR FOR SELECT key, value, version, updated FROM kv
+WHERE expires IS NULL OR expires > now() ORDER BY key`); err != nil {
 			return err
 		}
 		fetch := fmt.Sprintf("FETCH FORWARD %d FROM kvs_snapshot", pgSnapshotFetch)

@@ -65,8 +65,12 @@ type Watch struct {
 	cancel context.CancelFunc
 	req    WatchRequest
 	last   int64 // the revision delivered last, or where the watch started
-	body   io.ReadCloser
-	rd     *bufio.Reader
+	// lastN counts the changes of revision last delivered so far (a
+	// transaction's changes share one revision), and skip how many of
+	// them a resumed stream repeats before it goes on.
+	lastN, skip int
+	body        io.ReadCloser
+	rd          *bufio.Reader
 }
 
 // Last returns the revision of the last change delivered, or the revision
@@ -80,7 +84,16 @@ func (w *Watch) connect() error {
 	} else {
 		q.Set("prefix", w.req.Prefix)
 	}
-	if w.last != kvs.WatchFromNow {
+	switch {
+	case w.last == kvs.WatchFromNow:
+	case w.lastN > 0:
+		// The stream may have broken between two changes of one
+		// transaction: resume before its revision and skip the changes of
+		// it already delivered, which come again first and in the same
+		// order.
+		q.Set("rev", strconv.FormatInt(w.last-1, 10))
+		w.skip = w.lastN
+	default:
 		q.Set("rev", strconv.FormatInt(w.last, 10))
 	}
 	if w.req.NoValues {
@@ -162,13 +175,20 @@ func (w *Watch) Next() (kvs.Event, error) {
 			if err := json.Unmarshal(data, &e); err != nil {
 				return kvs.Event{}, fmt.Errorf("watch: bad event from the server: %w", err)
 			}
-			if e.Version < w.last {
-				continue // never twice (a transaction's changes share one revision)
+			switch {
+			case e.Version < w.last:
+				continue // never twice
+			case e.Version == w.last && w.skip > 0:
+				w.skip-- // delivered before the stream broke
+				continue
+			case e.Version == w.last:
+				w.lastN++
+			default:
+				w.last, w.lastN, w.skip = e.Version, 1, 0
 			}
 			if e.Type == kvs.EventPut && e.Value == nil && !w.req.NoValues {
 				e.Value = []byte{}
 			}
-			w.last = e.Version
 			return e, nil
 		}
 	}

@@ -129,7 +129,7 @@ func (s *Server) handleLease(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 			return http.StatusNoContent, 0
 		default: // keepalive
-			if ls, err = l.KeepAlive(ctx, id); err != nil {
+			if _, err = l.KeepAlive(ctx, id); err != nil {
 				return s.fail(w, "lease", err)
 			}
 			if ls, err = l.LeaseInfo(ctx, id); err != nil {

@@ -218,16 +218,3 @@ func validateOp(op Op) error {
 	}
 	return fmt.Errorf("%w: unknown operation %q: want put, delete, get or delete_prefix", ErrInvalidTxn, op.Kind)
 }
-
-// NoLeases returns a wrapped ErrInvalidTxn when a put of t carries a lease:
-// for stores that keep no leases.
-func NoLeases(t Txn) error {
-	for _, ops := range [][]Op{t.Success, t.Failure} {
-		for _, op := range ops {
-			if op.Lease != 0 {
-				return fmt.Errorf("%w: put %q: this store keeps no leases", ErrInvalidTxn, op.Key)
-			}
-		}
-	}
-	return nil
-}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,9 +23,6 @@ var (
 // branch writes); the branch's puts all get one revision, drawn once.
 func (s *Store) Txn(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 	if err := kvs.ValidateTxn(t, 0); err != nil {
-		return kvs.TxnResult{}, err
-	}
-	if err := kvs.NoLeases(t); err != nil {
 		return kvs.TxnResult{}, err
 	}
 	if err := kvs.CtxErr(ctx, "bolt txn"); err != nil {
@@ -55,6 +53,8 @@ func (s *Store) Txn(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 		err = s.db.View(run)
 	}
 	switch {
+	case errors.Is(err, kvs.ErrLeaseNotFound):
+		return kvs.TxnResult{}, fmt.Errorf("bolt txn: %w", err)
 	case err != nil:
 		return kvs.TxnResult{}, boltErr("bolt txn", err)
 	case canceled != nil:
@@ -106,6 +106,13 @@ func runTxn(tx *bbolt.Tx, t kvs.Txn, clock time.Time) (kvs.TxnResult, error) {
 		r := kvs.OpResult{Kind: op.Kind, Key: op.Key}
 		switch op.Kind {
 		case kvs.OpPut:
+			var lease leaseRec
+			if op.Lease != 0 {
+				var ok bool
+				if lease, ok = getLease(tx, op.Lease, clock); !ok {
+					return res, fmt.Errorf("put %q: lease %d: %w", op.Key, op.Lease, kvs.ErrLeaseNotFound)
+				}
+			}
 			rec := make([]byte, boltHeaderLen+len(op.Value))
 			binary.BigEndian.PutUint64(rec[0:8], uint64(res.Revision))
 			binary.BigEndian.PutUint64(rec[8:16], now)
@@ -115,6 +122,11 @@ func runTxn(tx *bbolt.Tx, t kvs.Txn, clock time.Time) (kvs.TxnResult, error) {
 			}
 			if err := logged(kvs.EventPut, op.Key, op.Value); err != nil {
 				return res, err
+			}
+			if op.Lease != 0 {
+				if err := bindTx(tx, op.Key, op.Lease, lease.deadline); err != nil {
+					return res, err
+				}
 			}
 			r.Version = res.Revision
 		case kvs.OpDelete:

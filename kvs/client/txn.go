@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +38,11 @@ const maxInt = int(^uint(0) >> 1)
 // judges it.
 func (c *Client) TxnJSON(ctx context.Context, body []byte) (kvs.TxnResult, error) {
 	resp, err := c.do(ctx, http.MethodPost, c.url(kvs.TxnPath, nil), body, http.Header{"Content-Type": {"application/json"}})
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+		// A transaction answers 404 only for a put's lease.
+		return kvs.TxnResult{}, fmt.Errorf("%w: %w", kvs.ErrLeaseNotFound, err)
+	}
 	if err != nil {
 		return kvs.TxnResult{}, err
 	}

@@ -26,6 +26,7 @@ func RunLease(t *testing.T, open func(t *testing.T) (s kvs.Store, pass func(d ti
 		{"Revoke", testLeaseRevoke},
 		{"Detach", testLeaseDetach},
 		{"BadInput", testLeaseBadInput},
+		{"Txn", testLeaseTxn},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -167,5 +168,42 @@ func testLeaseBadInput(t *testing.T, _ kvs.Store, l kvs.Leaser, _ func(time.Dura
 		if _, err := l.KeepAlive(t.Context(), id); !errors.Is(err, kvs.ErrLeaseNotFound) {
 			t.Errorf("KeepAlive(%d): %v, want ErrLeaseNotFound", id, err)
 		}
+	}
+}
+
+// testLeaseTxn: a transaction's put may bind its key to a lease, which
+// revoking then deletes with the lease's other keys; a put with a lease
+// that does not exist fails the whole transaction, with nothing applied.
+func testLeaseTxn(t *testing.T, s kvs.Store, l kvs.Leaser, _ func(time.Duration)) {
+	ctx := t.Context()
+	txner, ok := s.(kvs.Txner)
+	if !ok {
+		t.Fatalf("%T does not implement kvs.Txner", s)
+	}
+	ls := grant(t, l, time.Minute)
+	putLease(t, l, "lt/old", kvs.Cond{}, ls.ID)
+	res, err := txner.Txn(ctx, kvs.Txn{Success: []kvs.Op{
+		{Kind: kvs.OpPut, Key: "lt/a", Value: []byte("a"), Lease: ls.ID},
+		{Kind: kvs.OpPut, Key: "lt/b", Value: []byte("b")},
+	}})
+	if err != nil || !res.Succeeded {
+		t.Fatalf("Txn with a lease: %+v, %v", res, err)
+	}
+	info, err := l.LeaseInfo(ctx, ls.ID)
+	if err != nil || !slices.Contains(info.Keys, "lt/a") || slices.Contains(info.Keys, "lt/b") {
+		t.Fatalf("LeaseInfo after the Txn: %+v, %v; want lt/a bound and lt/b not", info, err)
+	}
+	_, err = txner.Txn(ctx, kvs.Txn{Success: []kvs.Op{
+		{Kind: kvs.OpPut, Key: "lt/c", Value: []byte("c")},
+		{Kind: kvs.OpPut, Key: "lt/d", Value: []byte("d"), Lease: ls.ID + 1000},
+	}})
+	if !errors.Is(err, kvs.ErrLeaseNotFound) {
+		t.Fatalf("Txn with a lease that does not exist: %v, want ErrLeaseNotFound", err)
+	}
+	if err := l.Revoke(ctx, ls.ID); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if got := keyNames(listAll(t, s, "lt/", 0)); !slices.Equal(got, []string{"lt/b"}) {
+		t.Fatalf("after Revoke: %v, want only lt/b (lt/c of the failed Txn never written)", got)
 	}
 }

@@ -46,6 +46,13 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.versi
 RETURNING key, value, version)
 INSERT INTO kv_changes (rev, n, key, kind, value) SELECT version, $4, key, 'p', value FROM w`
 
+	// sqlTxnPutLease is sqlTxnPut binding the key to lease $5, whose
+	// deadline is $6.
+	sqlTxnPutLease = `WITH w AS (INSERT INTO kv (key, value, version, updated, lease, expires) VALUES ($1, $2, $3, now(), $5, $6)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, updated = excluded.updated, lease = excluded.lease, expires = excluded.expires
+RETURNING key, value, version)
+INSERT INTO kv_changes (rev, n, key, kind, value) SELECT version, $4, key, 'p', value FROM w`
+
 	// The deletes of a prefix are logged as changes $3 + 1, $3 + 2... of
 	// revision $4, in key order; keys whose lease expired go without a
 	// change (the sweep would have logged their expiry).
@@ -71,9 +78,6 @@ const pgTxnAttempts = 100
 // writes replace.
 func (s *Store) Txn(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 	if err := kvs.ValidateTxn(t, 0); err != nil {
-		return kvs.TxnResult{}, err
-	}
-	if err := kvs.NoLeases(t); err != nil {
 		return kvs.TxnResult{}, err
 	}
 	if err := kvs.CtxErr(ctx, "postgres txn"); err != nil {
@@ -164,6 +168,10 @@ func (s *Store) txnOnce(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 	if err := tx.QueryRow(qctx, rev).Scan(&res.Revision); err != nil {
 		return kvs.TxnResult{}, err
 	}
+	deadlines, err := leaseDeadlines(qctx, tx, ops)
+	if err != nil {
+		return kvs.TxnResult{}, err
+	}
 	res.Results = make([]kvs.OpResult, len(ops))
 	if len(ops) > 0 {
 		b := &pgx.Batch{}
@@ -177,7 +185,11 @@ func (s *Store) txnOnce(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 					value = []byte{}
 				}
 				r.Version = res.Revision
-				b.Queue(sqlTxnPut, op.Key, value, res.Revision, int64(i)<<32)
+				if op.Lease != 0 {
+					b.Queue(sqlTxnPutLease, op.Key, value, res.Revision, int64(i)<<32, op.Lease, deadlines[op.Lease])
+				} else {
+					b.Queue(sqlTxnPut, op.Key, value, res.Revision, int64(i)<<32)
+				}
 			case kvs.OpDelete:
 				b.Queue(sqlDelete, op.Key).Exec(func(tag pgconn.CommandTag) error {
 					r.Deleted = tag.RowsAffected()
@@ -215,6 +227,31 @@ func (s *Store) txnOnce(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 		return kvs.TxnResult{}, err
 	}
 	return res, nil
+}
+
+// leaseDeadlines reads, and holds FOR SHARE until the transaction ends
+// (so that a revoke waits), the deadline of every lease a put of ops
+// binds its key to. A lease that does not exist or has run out is
+// kvs.ErrLeaseNotFound.
+func leaseDeadlines(ctx context.Context, tx pgx.Tx, ops []kvs.Op) (map[int64]time.Time, error) {
+	deadlines := map[int64]time.Time{}
+	for _, op := range ops {
+		if op.Kind != kvs.OpPut || op.Lease == 0 {
+			continue
+		}
+		if _, ok := deadlines[op.Lease]; ok {
+			continue
+		}
+		var d time.Time
+		if err := tx.QueryRow(ctx, sqlLeaseFor, op.Lease).Scan(&d); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil, fmt.Errorf("put %q: lease %d: %w", op.Key, op.Lease, kvs.ErrLeaseNotFound)
+			}
+			return nil, err
+		}
+		deadlines[op.Lease] = d
+	}
+	return deadlines, nil
 }
 
 // DeletePrefix implements kvs.PrefixDeleter: a transaction of one

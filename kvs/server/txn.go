@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,9 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if identity, key, err = s.authorizeTxn(r, t); err != nil {
+			return s.fail(w, "txn", err)
+		}
+		if err := s.checkTxnLeases(r.Context(), t, identity); err != nil {
 			return s.fail(w, "txn", err)
 		}
 		txner, ok := s.cfg.Store.(kvs.Txner)
@@ -125,6 +129,28 @@ func (s *Server) authorizeTxn(r *http.Request, t kvs.Txn) (string, string, error
 		}
 	}
 	return identity, first, nil
+}
+
+// checkTxnLeases refuses, before anything runs, a transaction whose puts
+// (in either branch) bind a key to a lease that does not exist or, when a
+// policy is in force, belongs to another identity: the same rule as PUT
+// ?lease=.
+func (s *Server) checkTxnLeases(ctx context.Context, t kvs.Txn, identity string) error {
+	l, _ := s.cfg.Store.(kvs.Leaser)
+	for _, ops := range [][]kvs.Op{t.Success, t.Failure} {
+		for _, op := range ops {
+			if op.Kind != kvs.OpPut || op.Lease == 0 {
+				continue
+			}
+			if l == nil {
+				return fmt.Errorf("%w: leases", errNotSupported)
+			}
+			if _, err := s.ownLease(ctx, l, identity, op.Lease); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // handleDeletePrefix serves DELETE /v1/kv?prefix=P: every key under P

@@ -9,7 +9,10 @@
 // store-wide revision, so a version identifies one write of one key for
 // the life of the store, and conditional writes (Cond: If-Match by
 // version, or create-only) cannot be fooled by a key that was deleted and
-// recreated. Keys list in byte order, in pages.
+// recreated. Keys list in byte order, in pages. Stores may also run
+// transactions (Txner: compares, then one of two lists of operations, at
+// one revision; txn.go), delete a prefix (PrefixDeleter), and read
+// everything at one revision (Snapshotter; the file format is kvs/snapshot's).
 //
 // The implementations live in packages of their own, one per dependency,
 // so that a program imports only what it uses:
@@ -22,6 +25,7 @@
 //	kvs/policy     who may do what: identities, prefixes, operations
 //	kvs/kvstest    the conformance suite every Store passes
 //	kvs/loadgen    the load generator behind kvsctl bench
+//	kvs/snapshot   the store-independent snapshot format: writer, verifying reader
 //
 // Store errors wrap ErrNotFound, ErrPrecondition, ErrInvalidKey,
 // ErrForbidden or ErrUnavailable for callers to branch on, or the

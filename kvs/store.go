@@ -76,7 +76,9 @@ type KeyInfo struct {
 // replaces, even when Puts of the key race, so a key's version only grows
 // while the key exists (a Put racing a Delete may recreate the key with a
 // lower version than the deleted value had).
-// Versions are unique but not contiguous.
+// Versions are not contiguous. A version identifies one write of one key:
+// the puts of one transaction (Txner) share the transaction's revision,
+// every other write has a revision of its own.
 //
 // Keys must pass ValidateKey; methods return a wrapped ErrInvalidKey
 // otherwise. Every method returns a wrapped ErrUnavailable when the

@@ -25,7 +25,7 @@ func benchCommand() *cli.Command {
 	return withConfig(&cli.Command{
 		Name:      "bench",
 		Usage:     "load a server with mutual-TLS requests and report requests/s and latency",
-		UsageText: "kvsctl bench [--op get|put|list|mixed] [--clients N] [--duration D | --requests N] [--preload] [flags]",
+		UsageText: "kvsctl bench [--op get|put|list|mixed|txn] [--clients N] [--duration D | --requests N] [--preload] [flags]",
 		Description: "Each of --clients workers sends requests through a client (and connections) of its own,\n" +
 			"on keys drawn from --keys keys, until --duration passes or --requests are sent.\n" +
 			"A progress line goes to stderr; the summary (or --json) to stdout.\n\n" +
@@ -48,7 +48,7 @@ func benchCommand() *cli.Command {
 
 func benchFlags() []cli.Flag {
 	return clientFlags(
-		&cli.StringFlag{Name: "op", Value: "get", Usage: "operation: get, put, list or mixed"},
+		&cli.StringFlag{Name: "op", Value: "get", Usage: "operation: get, put, list, mixed or txn (2 compares + 2 puts; with --preload)"},
 		&cli.StringFlag{Name: "mix", Value: loadgen.DefaultMix.String(), Usage: "weights of a mixed run, `get=N,put=N,list=N`"},
 		&cli.IntFlag{Name: "clients", Value: loadgen.DefaultClients, Usage: "concurrent clients, each with its own connections"},
 		&cli.DurationFlag{Name: "duration", Usage: "how long to run (default 10s unless --requests)"},

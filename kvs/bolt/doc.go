@@ -12,4 +12,11 @@
 // a lone write commits at once. A file that cannot be written is served
 // read-only, with a warning logged: reads work and writes return
 // kvs.ErrUnavailable. The package passes kvs/kvstest.
+//
+// A transaction (txn.go) is one write transaction of the group committer
+// (a read transaction when neither branch writes): its puts share one
+// revision drawn from the meta sequence. Snapshot (snapshot.go) reads the
+// whole file in one read transaction; Restore writes a snapshot into a new
+// file beside the target and renames it over the target once the
+// snapshot's checksum has been verified.
 package bolt

@@ -240,6 +240,41 @@ func testTxnConcurrent(t *testing.T, s kvs.Store) {
 	}
 }
 
+// testTxnConcurrentCreate: of concurrent transactions that each create
+// the same missing key (compare: it does not exist) together with a key of
+// their own, exactly one succeeds, and only its own key is written.
+func testTxnConcurrentCreate(t *testing.T, s kvs.Store) {
+	const workers = 12
+	var (
+		mu  sync.Mutex
+		won []int
+	)
+	parallel(t, workers, workers, func(i int) error {
+		res, err := txner(t, s).Txn(t.Context(), kvs.Txn{
+			Compare: []kvs.Compare{{Key: "leader", Kind: kvs.CompareExists, Exists: false}},
+			Success: []kvs.Op{put("leader", fmt.Sprint(i)), put(fmt.Sprintf("term/%02d", i), "won")},
+		})
+		if err != nil {
+			return err
+		}
+		if res.Succeeded {
+			mu.Lock()
+			won = append(won, i)
+			mu.Unlock()
+		}
+		return nil
+	})
+	if len(won) != 1 {
+		t.Fatalf("%d transactions created the key (%v), want exactly 1", len(won), won)
+	}
+	if e := mustGet(t, s, "leader"); string(e.Value) != fmt.Sprint(won[0]) {
+		t.Errorf("leader = %q, want the winner %d", e.Value, won[0])
+	}
+	if got := keyNames(listAll(t, s, "term/", 0)); !slices.Equal(got, []string{fmt.Sprintf("term/%02d", won[0])}) {
+		t.Errorf("term keys = %q: a losing transaction wrote", got)
+	}
+}
+
 // txnTests are the transaction subtests of Run.
 var txnTests = []struct {
 	name string
@@ -252,6 +287,7 @@ var txnTests = []struct {
 	{"TxnDeletePrefix", testTxnDeletePrefix},
 	{"TxnInvalid", testTxnInvalid},
 	{"TxnConcurrent", testTxnConcurrent},
+	{"TxnConcurrentCreate", testTxnConcurrentCreate},
 }
 
 // counterName names counter i of Transfer and Sum.

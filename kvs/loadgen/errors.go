@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -12,6 +13,10 @@ import (
 	"github.com/kvsctl/kvsctl/kvs"
 	"github.com/kvsctl/kvsctl/kvs/client"
 )
+
+// errTxnCompare counts a benchmark transaction whose compare failed
+// (precondition in the table): it wrote nothing.
+var errTxnCompare = fmt.Errorf("txn compare failed: %w", kvs.ErrPrecondition)
 
 // ErrorKind reduces a request error to a short label for the "errors by
 // kind" table: not_found, precondition, rejected, unavailable, http_NNN,

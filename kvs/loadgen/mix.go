@@ -16,15 +16,19 @@ const (
 	OpPut   Op = "put"
 	OpList  Op = "list"
 	OpMixed Op = "mixed"
+	// OpTxn is a transaction of 2 compares (both keys exist) and 2 puts
+	// of those keys: run it with Preload, or the compares fail and the
+	// transactions write nothing.
+	OpTxn Op = "txn"
 )
 
-// ParseOp parses get, put, list or mixed.
+// ParseOp parses get, put, list, mixed or txn.
 func ParseOp(s string) (Op, error) {
 	switch o := Op(strings.ToLower(strings.TrimSpace(s))); o {
-	case OpGet, OpPut, OpList, OpMixed:
+	case OpGet, OpPut, OpList, OpMixed, OpTxn:
 		return o, nil
 	}
-	return "", fmt.Errorf("unknown operation %q: use get, put, list or mixed", s)
+	return "", fmt.Errorf("unknown operation %q: use get, put, list, mixed or txn", s)
 }
 
 // Mix is the share of each operation in a mixed run, as relative weights

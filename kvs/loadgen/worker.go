@@ -184,6 +184,16 @@ func (w *worker) do(ctx context.Context, op Op, cfg Config) error {
 	case OpList:
 		_, _, err := w.client.List(ctx, "", key, cfg.ListPage)
 		return err
+	case OpTxn:
+		other := Key(w.rng.IntN(cfg.Keys))
+		res, err := w.client.Txn(ctx, kvs.Txn{
+			Compare: []kvs.Compare{{Key: key, Kind: kvs.CompareExists, Exists: true}, {Key: other, Kind: kvs.CompareExists, Exists: true}},
+			Success: []kvs.Op{{Kind: kvs.OpPut, Key: key, Value: w.value}, {Kind: kvs.OpPut, Key: other, Value: w.value}},
+		})
+		if err == nil && !res.Succeeded {
+			return errTxnCompare
+		}
+		return err
 	}
 	_, err := w.client.Get(ctx, key)
 	return err

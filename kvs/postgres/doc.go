@@ -31,6 +31,15 @@
 // refused, as libpq refuses it. docs/postgres-tls.md shows the set-up with a
 // kvsctl PKI.
 //
+// A transaction (txn.go) is one SERIALIZABLE transaction that locks the
+// rows of the keys it compares or writes in key order (SELECT ... FOR
+// UPDATE), draws one revision for its writes and sends its operations as
+// one pipelined batch; a serialization failure or deadlock against another
+// transaction, from any server, runs it again from the start. Snapshot
+// (snapshot.go) is a REPEATABLE READ, READ ONLY transaction read through a
+// cursor; Restore copies a snapshot in with COPY in one transaction that
+// holds the table locked and commits only once the snapshot is verified.
+//
 // Errors never contain a database password (kvs.RedactURL). The package
 // passes kvs/kvstest against a real PostgreSQL (KVS_TEST_DATABASE), and over
 // TLS with certificate authentication against a private cluster

@@ -12,6 +12,8 @@
 //	listener.go    TLSListener: handshakes in their own goroutines, each reported as a typed event
 //	observer.go    Observer, HandshakeEvent, RequestEvent, Reason
 //	handlers.go    the API: GET/PUT/DELETE /v1/kv/{key}, GET /v1/kv, /healthz, /metrics
+//	txn.go         POST /v1/txn and DELETE /v1/kv?prefix=: every part checked, policy included, before the store runs it
+//	snapshot.go    GET /v1/snapshot: the store at one revision, streamed in the kvs/snapshot format (policy operation admin)
 //	audit.go       the audit observer: one log line per request, never the value
 //	metrics.go     the metrics observer
 //	tls.go         TLS: certificate, client roots and CRL as one immutable snapshot

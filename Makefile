@@ -9,7 +9,7 @@ export KVS_TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
 .PHONY: help build test lint run clean bench bench-scale bench-pki bench-watch fuzz reliability man lifecycle
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/kvsctl, version stamped
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kvsctl
@@ -40,7 +40,7 @@ run: build ## quick start: certificates if missing, serve on the embedded store,
 bench: build ## the side-by-side performance comparison with etcd (not part of make test)
 	@scripts/bench.sh $(BIN)
 
-bench-scale: build ## how cost grows with keys, value size, CRL, policy and connections; writes docs/scale.md (~12 min)
+bench-scale: build ## how cost grows with keys, value size, CRL, policy and connections; writes docs/scale.md (~15 min)
 	@scripts/bench-scale.sh $(BIN)
 
 bench-watch: build ## 1,000 watchers on one server while PUTs go through another: delivery, latency, memory, throughput (docs/performance.md, Watch)

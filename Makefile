@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # PostgreSQL for the storage tests; .ci/run exports the same URL.
 export KVS_TEST_DATABASE ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help build test lint run clean bench bench-scale bench-pki fuzz reliability man lifecycle
+.PHONY: help build test lint run clean bench bench-scale bench-pki bench-watch fuzz reliability man lifecycle
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ bench: build ## the side-by-side performance comparison with etcd (not part of m
 
 bench-scale: build ## how cost grows with keys, value size, CRL, policy and connections; writes docs/scale.md (~12 min)
 	@scripts/bench-scale.sh $(BIN)
+
+bench-watch: build ## 1,000 watchers on one server while PUTs go through another: delivery, latency, memory, throughput (docs/performance.md, Watch)
+	@go run ./scripts/benchwatch -bin $(BIN) $(BENCH_WATCH_FLAGS)
 
 bench-pki: build ## time 'kvsctl pki init' against the original two openssl runs
 	@scripts/bench-pki.sh $(BIN)

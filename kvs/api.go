@@ -11,8 +11,9 @@ import (
 // The HTTP API's paths (docs/api.md). A key is the rest of the escaped path
 // after KeyPath, unescaped once.
 const (
-	KeyPath     = "/v1/kv/" // GET, PUT, DELETE /v1/kv/{key}
-	ListPath    = "/v1/kv"  // GET /v1/kv?prefix=P&after=K&limit=N
+	KeyPath     = "/v1/kv/"   // GET, PUT, DELETE /v1/kv/{key}
+	ListPath    = "/v1/kv"    // GET /v1/kv?prefix=P&after=K&limit=N
+	WatchPath   = "/v1/watch" // GET /v1/watch?prefix=P|key=K&rev=N&values=false (server-sent events)
 	HealthPath  = "/healthz"
 	MetricsPath = "/metrics"
 
@@ -28,6 +29,20 @@ const DefaultPageSize = 100
 // stored the value (RFC 3339 with nanoseconds, UTC). ETag carries its
 // version in quotes.
 const HeaderUpdated = "Kvs-Updated"
+
+// HeaderRevision carries, on a watch, the revision it starts after.
+const HeaderRevision = "Kvs-Revision"
+
+// HeaderIndex carries, on a long poll (GET /v1/kv?index=N&wait=D), the
+// revision to pass as index next.
+const HeaderIndex = "Kvs-Index"
+
+// CompactedResponse is the body of a 410 Gone: the changes asked for are
+// no longer kept; a watch may resume after Oldest (after listing again).
+type CompactedResponse struct {
+	Error  string `json:"error"`
+	Oldest int64  `json:"oldest_revision"`
+}
 
 // ListResponse is the body of GET /v1/kv.
 type ListResponse struct {
@@ -60,6 +75,7 @@ var errorStatus = []struct {
 	{ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{ErrForbidden, http.StatusForbidden},
 	{ErrUnavailable, http.StatusServiceUnavailable},
+	{ErrCompacted, http.StatusGone},
 }
 
 // Matches reports whether an answer with status stands for target: every
@@ -94,6 +110,34 @@ func ErrorOf(status int) error {
 		}
 	}
 	return nil
+}
+
+// The lease endpoints (docs/api.md).
+const (
+	LeasePath = "/v1/lease" // POST /v1/lease; GET, DELETE /v1/lease/{id}; POST /v1/lease/{id}/keepalive
+)
+
+// LeaseGrantRequest is the body of POST /v1/lease.
+type LeaseGrantRequest struct {
+	TTL string `json:"ttl"` // a Go duration, like "30s"
+}
+
+// LeaseResponse describes a lease.
+type LeaseResponse struct {
+	ID        int64    `json:"id"`
+	TTL       string   `json:"ttl"`
+	Remaining string   `json:"remaining"`
+	Owner     string   `json:"owner"`
+	Keys      []string `json:"keys"`
+}
+
+// LeaseResponseOf is the wire form of l.
+func LeaseResponseOf(l Lease) LeaseResponse {
+	keys := l.Keys
+	if keys == nil {
+		keys = []string{}
+	}
+	return LeaseResponse{ID: l.ID, TTL: l.TTL.String(), Remaining: l.Remaining.Round(time.Millisecond).String(), Owner: l.Owner, Keys: keys}
 }
 
 // TxnRequest is the body of POST /v1/txn, and the file of kvsctl txn.

@@ -443,6 +443,16 @@ REPORT=$RAW/results.md
 	extra "vegeta GET req/s (HTTP/1.1, $CLIENTS workers), serve vs bare" veg1_bolt_get veg1_bare_get
 	extra "vegeta PUT req/s (HTTP/1.1, $CLIENTS workers), serve vs bare" veg1_bolt_put veg1_bare_put
 	echo
+	echo "Server CPU per request (µs, from /proc; other load on the machine moves it far less than throughput):"
+	echo
+	echo "| figure | kvsctl | etcd | etcd's CPU per request ÷ kvsctl's |"
+	echo "|---|---|---|---|"
+	cpurow() { printf '| %s | %s | %s | %s× |\n' "$1" "${CPU[$2]:--}" "${CPU[$3]:--}" "$(ratio "${CPU[$3]:-0}" "${CPU[$2]:-0}")"; }
+	cpurow "GET, embedded store" bolt_get etcd_get
+	cpurow "durable PUT, embedded store" bolt_put etcd_put
+	cpurow "GET, PostgreSQL store (PostgreSQL's own CPU not counted)" pg_get etcd_get
+	cpurow "PUT, PostgreSQL store (PostgreSQL's own CPU not counted)" pg_put etcd_put
+	echo
 	echo "Every run (best round): latency in ms, and the CPU the server process spent per request"
 	echo "(pgbench: PostgreSQL's CPU is not counted, and only the average latency is reported):"
 	echo

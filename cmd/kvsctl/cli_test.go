@@ -76,7 +76,7 @@ func TestInterleave(t *testing.T) {
 // TestDeploymentFlagsHaveEnv: every flag of serve and of the client
 // commands can be set from the environment, as KVS_ and its name.
 func TestDeploymentFlagsHaveEnv(t *testing.T) {
-	perCall := []string{"json", "if-version", "create", "file", "limit", "page-size", "wait", "help", "prefix", "fail-on-compare", "batch"}
+	perCall := []string{"json", "if-version", "create", "file", "limit", "page-size", "wait", "help", "prefix", "fail-on-compare", "batch", "ttl", "lease"}
 	app := newApp(nil, nil, nil)
 	for _, name := range []string{"serve", "get", "put", "delete", "list", "health", "txn", "export", "import"} {
 		cmd := findCommand(app.Commands, name)

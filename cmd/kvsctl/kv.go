@@ -115,14 +115,19 @@ func putCommand() *cli.Command {
 		// Keys like "help" and "h" are keys, not a request for help.
 		HideHelpCommand: true,
 		Usage:           "store a value under a key",
-		UsageText:       "kvsctl put [--if-version N | --create] [--json] KEY VALUE | KEY - | --file FILE KEY",
+		UsageText:       "kvsctl put [--if-version N | --create] [--ttl D | --lease ID] [--json] KEY VALUE | KEY - | --file FILE KEY",
 		Description: "Stores VALUE, or stdin with '-', or the contents of FILE, and prints the new version.\n" +
 			"--if-version N writes only if the key's current version is N; --create only if the key\n" +
 			"does not exist. Either exits 4 when its condition does not hold, and nothing is written.\n" +
-			"A value that starts with '-' goes after '--': kvsctl put k -- -v.\n\n" +
+			"A value that starts with '-' goes after '--': kvsctl put k -- -v.\n" +
+			"--ttl D makes the key expire D after the write (a lease of its own); --lease ID binds it to\n" +
+			"a lease of kvsctl lease grant, to live and die with its other keys. A lease that does not\n" +
+			"exist (or expired) exits 3.\n\n" +
 			"Example:\n  kvsctl put hello world\n  v=$(kvsctl put config - < config.yaml) && kvsctl put config --if-version $v --file new.yaml",
 		Flags: clientFlags(append(condFlags(true), jsonFlag(),
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the value from `FILE`"})...),
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the value from `FILE`"},
+			&cli.DurationFlag{Name: "ttl", Usage: "delete the key after `DURATION` (e.g. 30s; from 1s to 720h)"},
+			&cli.Int64Flag{Name: "lease", Usage: "bind the key to lease `ID` (kvsctl lease grant)"})...),
 		Action: func(c *cli.Context) error {
 			key, err := keyArg(c, 2)
 			if err != nil {
@@ -137,8 +142,24 @@ func putCommand() *cli.Command {
 				return err
 			}
 			var v int64
+			ttl, lease := c.Duration("ttl"), c.Int64("lease")
+			switch {
+			case c.IsSet("ttl") && c.IsSet("lease"):
+				return usagef("--ttl and --lease cannot be combined")
+			case c.IsSet("ttl") && (ttl < kvs.MinTTL || ttl > kvs.MaxTTL):
+				return usagef("--ttl %s must be from %s to %s", ttl, kvs.MinTTL, kvs.MaxTTL)
+			case c.IsSet("lease") && lease <= 0:
+				return usagef("--lease must be a lease id, a number above 0")
+			}
 			if err := withClient(c, fmt.Sprintf("put %q", key), func(cl *client.Client) (err error) {
-				v, err = cl.Put(c.Context, key, value, cond)
+				switch {
+				case c.IsSet("ttl"):
+					v, err = cl.PutTTL(c.Context, key, value, cond, ttl)
+				case c.IsSet("lease"):
+					v, err = cl.PutLease(c.Context, key, value, cond, lease)
+				default:
+					v, err = cl.Put(c.Context, key, value, cond)
+				}
 				return err
 			}); err != nil {
 				return err

@@ -78,6 +78,8 @@ func serveCommand() *cli.Command {
 			durationFlag("write-timeout", server.DefaultWriteTimeout, "time to write a response"),
 			durationFlag("idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open"),
 			durationFlag("shutdown-timeout", server.DefaultShutdownTimeout, "how long in-flight requests get on shutdown"),
+			durationFlag("watch-heartbeat", server.DefaultWatchHeartbeat, "how often an idle watch stream gets a heartbeat comment"),
+			&cli.StringFlag{Name: "watch-retention", Value: "24h", EnvVars: env("watch-retention"), Usage: "history kept for watches: a duration (24h) or a number of changes (100000); older revisions answer 410 Gone"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: env("log-format"), Usage: "log format: text or json"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("log-level"), Usage: "log level: debug, info, warn or error"},
 			durationFlag("reload-interval", server.DefaultReloadInterval, "how often to check certificate, CRL and policy files for changes (0: only on SIGHUP)"),
@@ -137,7 +139,11 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 	if c.Int("pool-size") > 1<<16 {
 		return sc, usagef("--pool-size %d is too large", c.Int("pool-size"))
 	}
-	for _, name := range []string{"statement-timeout", "read-header-timeout", "read-timeout", "write-timeout", "idle-timeout", "shutdown-timeout", "reload-interval"} {
+	retention, err := kvs.ParseRetention(c.String("watch-retention"))
+	if err != nil {
+		return sc, usagef("--watch-retention: %w", err)
+	}
+	for _, name := range []string{"statement-timeout", "read-header-timeout", "read-timeout", "write-timeout", "idle-timeout", "shutdown-timeout", "reload-interval", "watch-heartbeat"} {
 		if c.Duration(name) < 0 {
 			return sc, usagef("--%s must not be negative", name)
 		}
@@ -160,6 +166,8 @@ func parseServe(c *cli.Context) (serveConfig, error) {
 		WriteTimeout:      c.Duration("write-timeout"),
 		IdleTimeout:       c.Duration("idle-timeout"),
 		ShutdownTimeout:   c.Duration("shutdown-timeout"),
+		WatchHeartbeat:    c.Duration("watch-heartbeat"),
+		WatchRetention:    retention,
 		ReloadInterval:    c.Duration("reload-interval"),
 		Pprof:             c.String("pprof"),
 		MetricsListen:     c.String("metrics-listen"),

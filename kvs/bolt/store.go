@@ -38,6 +38,8 @@ type Store struct {
 	path     string
 	readOnly bool
 	commits  *committer // shares commits between concurrent writes
+	changed  notifier   // wakes WaitHead after each commit
+	now      func() time.Time
 	closeErr error
 	close    sync.Once
 }
@@ -58,6 +60,9 @@ type Options struct {
 	ReadOnly bool
 	// Logger receives degraded-mode notices; nil discards.
 	Logger *slog.Logger
+	// Clock is the store's one clock: update times, the change log's
+	// times and lease deadlines come from it (nil: time.Now).
+	Clock func() time.Time
 }
 
 // Open opens (creating if needed) the bolt store at path; a new parent
@@ -107,7 +112,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	case err != nil:
 		return nil, boltErr("open bolt store "+path, err)
 	}
-	s := &Store{db: db, path: path, readOnly: readOnly, commits: newCommitter(db)}
+	s := &Store{db: db, path: path, readOnly: readOnly, commits: newCommitter(db), now: opts.Clock}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if err := s.init(); err != nil {
 		s.commits.close()
 		_ = db.Close()
@@ -169,8 +177,21 @@ func (s *Store) init() error {
 				return err
 			}
 		}
-		_, err = tx.CreateBucketIfNotExists([]byte(boltBucketKV))
-		return err
+		for _, b := range []string{boltBucketKV, boltBucketLeases, boltBucketTTL, boltBucketLeaseKeys} {
+			if _, err = tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket([]byte(boltBucketChanges)) == nil {
+			// A file from before the change log: its history is gone.
+			if _, err := tx.CreateBucket([]byte(boltBucketChanges)); err != nil {
+				return err
+			}
+			if seq := meta.Sequence(); seq > 0 {
+				return meta.Put([]byte(boltCompactedKey), u64(seq))
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return boltErr("open bolt store "+s.path, err)
@@ -193,7 +214,7 @@ func (s *Store) Get(ctx context.Context, key string) (kvs.Entry, error) {
 			return kvs.ErrNotFound
 		}
 		rec := kv.Get([]byte(key))
-		if rec == nil {
+		if rec == nil || expired(tx, []byte(key), s.now()) {
 			return kvs.ErrNotFound
 		}
 		if len(rec) < boltHeaderLen {
@@ -219,6 +240,10 @@ func (s *Store) Get(ctx context.Context, key string) (kvs.Entry, error) {
 
 // Put implements Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (int64, error) {
+	return s.put(ctx, key, value, c, 0)
+}
+
+func (s *Store) put(ctx context.Context, key string, value []byte, c kvs.Cond, lease int64) (int64, error) {
 	if err := kvs.ValidateKey(key); err != nil {
 		return 0, err
 	}
@@ -235,17 +260,22 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 	var (
 		version  int64
 		failed   bool
+		noLease  bool
 		canceled error
 	)
 	err := s.update(func(tx *bbolt.Tx) error {
-		version, failed, canceled = 0, false, nil
+		version, failed, noLease, canceled = 0, false, false, nil
 		if err := ctx.Err(); err != nil {
 			canceled = err
 			return nil
 		}
-		v, err := putTx(tx, key, value, c, time.Now())
+		v, err := putTx(tx, key, value, c, s.now(), lease)
 		if errors.Is(err, kvs.ErrPrecondition) {
 			failed = true
+			return nil
+		}
+		if errors.Is(err, kvs.ErrLeaseNotFound) {
+			noLease = true
 			return nil
 		}
 		version = v
@@ -258,6 +288,8 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 		return 0, fmt.Errorf("bolt put: %w", canceled)
 	case failed:
 		return 0, kvs.ErrPrecondition
+	case noLease:
+		return 0, kvs.ErrLeaseNotFound
 	}
 	return version, nil
 }
@@ -280,7 +312,7 @@ func (s *Store) Delete(ctx context.Context, key string, c kvs.Cond) error {
 			canceled = err
 			return nil
 		}
-		err := deleteTx(tx, key, c)
+		err := deleteTx(tx, key, c, s.now())
 		switch {
 		case errors.Is(err, kvs.ErrNotFound):
 			missing = true
@@ -324,6 +356,7 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]kv
 			return nil
 		}
 		p := []byte(prefix)
+		now := s.now()
 		c := kv.Cursor()
 		var k, rec []byte
 		if after >= prefix {
@@ -341,6 +374,9 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]kv
 			}
 			if len(rec) < boltHeaderLen {
 				return fmt.Errorf("bolt list: corrupt record (%d bytes)", len(rec))
+			}
+			if expired(tx, k, now) {
+				continue
 			}
 			out = append(out, kvs.KeyInfo{
 				Key:     string(k),
@@ -386,7 +422,11 @@ func (s *Store) Close() error {
 // (see committer); a lone write commits at once. fn may run more than
 // once.
 func (s *Store) update(fn func(*bbolt.Tx) error) error {
-	return s.commits.update(fn)
+	err := s.commits.update(fn)
+	if err == nil {
+		s.changed.notify()
+	}
+	return err
 }
 
 // putHeader writes a record's header: its version and update time.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -255,4 +256,40 @@ func TestBoltRefusesSymlinksAndLooseDirectories(t *testing.T) {
 		}
 		t.Errorf("a directory group and others can read: %v, want it refused with the chmod", err)
 	}
+}
+
+func TestBoltWatch(t *testing.T) {
+	open := func(t *testing.T) kvs.Store {
+		return openBolt(t, filepath.Join(t.TempDir(), "data", "kvs.db"), bolt.Options{})
+	}
+	kvstest.RunWatch(t, open)
+	kvstest.RunChangeLog(t, open)
+}
+
+// fakeClock is a clock that tests move by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) pass(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestBoltLease runs the lease suite on the store's injectable clock: no
+// test waits for a TTL.
+func TestBoltLease(t *testing.T) {
+	kvstest.RunLease(t, func(t *testing.T) (kvs.Store, func(time.Duration)) {
+		clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		s := openBolt(t, filepath.Join(t.TempDir(), "data", "kvs.db"), bolt.Options{Clock: clock.Now})
+		return s, clock.pass
+	})
 }

@@ -45,7 +45,7 @@ func (s *Store) Txn(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 			return nil
 		}
 		var err error
-		res, err = runTxn(tx, t)
+		res, err = runTxn(tx, t, s.now())
 		return err
 	}
 	var err error
@@ -63,13 +63,23 @@ func (s *Store) Txn(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 	return res, nil
 }
 
-// runTxn evaluates t's compares and applies its branch in tx.
-func runTxn(tx *bbolt.Tx, t kvs.Txn) (kvs.TxnResult, error) {
+// runTxn evaluates t's compares and applies its branch in tx, logging
+// each change with the branch's revision (a key whose lease expired counts
+// as missing).
+func runTxn(tx *bbolt.Tx, t kvs.Txn, clock time.Time) (kvs.TxnResult, error) {
 	kv := tx.Bucket([]byte(boltBucketKV))
 	meta := tx.Bucket([]byte(boltBucketMeta))
 	res := kvs.TxnResult{Succeeded: true}
+	var n uint32 // the place of the next change within the revision
+	logged := func(typ kvs.EventType, key string, value []byte) error {
+		if err := bindTx(tx, key, 0, 0); err != nil {
+			return err
+		}
+		n++
+		return logChange(tx, uint64(res.Revision), n-1, typ, key, value, clock)
+	}
 	for _, c := range t.Compare {
-		e, found, err := entryOf(kv, c.Key)
+		e, found, err := entryOf(tx, c.Key, clock)
 		if err != nil {
 			return res, err
 		}
@@ -90,7 +100,7 @@ func runTxn(tx *bbolt.Tx, t kvs.Txn) (kvs.TxnResult, error) {
 			break
 		}
 	}
-	now := uint64(time.Now().UnixNano())
+	now := uint64(clock.UnixNano())
 	res.Results = make([]kvs.OpResult, 0, len(ops))
 	for _, op := range ops {
 		r := kvs.OpResult{Kind: op.Kind, Key: op.Key}
@@ -103,22 +113,33 @@ func runTxn(tx *bbolt.Tx, t kvs.Txn) (kvs.TxnResult, error) {
 			if err := kv.Put([]byte(op.Key), rec); err != nil {
 				return res, err
 			}
+			if err := logged(kvs.EventPut, op.Key, op.Value); err != nil {
+				return res, err
+			}
 			r.Version = res.Revision
 		case kvs.OpDelete:
-			if kv.Get([]byte(op.Key)) != nil {
+			if kv.Get([]byte(op.Key)) != nil && !expired(tx, []byte(op.Key), clock) {
 				if err := kv.Delete([]byte(op.Key)); err != nil {
+					return res, err
+				}
+				if err := logged(kvs.EventDelete, op.Key, nil); err != nil {
 					return res, err
 				}
 				r.Deleted = 1
 			}
 		case kvs.OpDeletePrefix:
-			n, err := deletePrefix(kv, []byte(op.Key))
+			keys, err := deletePrefix(tx, []byte(op.Key), clock)
 			if err != nil {
 				return res, err
 			}
-			r.Deleted = n
+			for _, k := range keys {
+				if err := logged(kvs.EventDelete, k, nil); err != nil {
+					return res, err
+				}
+			}
+			r.Deleted = int64(len(keys))
 		case kvs.OpGet:
-			e, found, err := entryOf(kv, op.Key)
+			e, found, err := entryOf(tx, op.Key, clock)
 			if err != nil {
 				return res, err
 			}
@@ -129,10 +150,11 @@ func runTxn(tx *bbolt.Tx, t kvs.Txn) (kvs.TxnResult, error) {
 	return res, nil
 }
 
-// entryOf reads key from the kv bucket; the value is a copy.
-func entryOf(kv *bbolt.Bucket, key string) (kvs.Entry, bool, error) {
-	rec := kv.Get([]byte(key))
-	if rec == nil {
+// entryOf reads key from the kv bucket; the value is a copy. A key whose
+// lease expired is missing.
+func entryOf(tx *bbolt.Tx, key string, now time.Time) (kvs.Entry, bool, error) {
+	rec := tx.Bucket([]byte(boltBucketKV)).Get([]byte(key))
+	if rec == nil || expired(tx, []byte(key), now) {
 		return kvs.Entry{}, false, nil
 	}
 	if len(rec) < boltHeaderLen {
@@ -146,19 +168,24 @@ func entryOf(kv *bbolt.Bucket, key string) (kvs.Entry, bool, error) {
 	}, true, nil
 }
 
-// deletePrefix removes every key that starts with prefix.
-func deletePrefix(kv *bbolt.Bucket, prefix []byte) (int64, error) {
-	var n int64
+// deletePrefix removes every key that starts with prefix and returns the
+// live ones.
+func deletePrefix(tx *bbolt.Tx, prefix []byte, now time.Time) ([]string, error) {
+	kv := tx.Bucket([]byte(boltBucketKV))
+	var live, all []string
 	c := kv.Cursor()
-	// Seek again after each delete: a bolt cursor may skip the key after
-	// one it deleted.
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
-			return n, err
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		all = append(all, string(k))
+		if !expired(tx, k, now) {
+			live = append(live, string(k))
 		}
-		n++
 	}
-	return n, nil
+	for _, k := range all {
+		if err := kv.Delete([]byte(k)); err != nil {
+			return nil, err
+		}
+	}
+	return live, nil // expired keys go too, without an event: their expiry is past
 }
 
 // DeletePrefix implements kvs.PrefixDeleter: a transaction of one

@@ -67,7 +67,7 @@ type Config struct {
 type Client struct {
 	base   *url.URL
 	hc     *http.Client
-	stream *http.Client // hc without the overall timeout, for snapshots
+	stream *http.Client // hc without its overall timeout, for watches, long polls and snapshots
 	tr     *http.Transport
 	tls    func() *tls.Config // the configuration of a new connection
 	closed atomic.Bool
@@ -218,6 +218,7 @@ func (c *Client) do(ctx context.Context, method string, u *url.URL, body []byte,
 	return c.send(ctx, c.hc, method, u, body, hdr)
 }
 
+// send is do on hc.
 func (c *Client) send(ctx context.Context, hc *http.Client, method string, u *url.URL, body []byte, hdr http.Header) (*http.Response, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("%s %s: %w: client closed", method, u.Path, kvs.ErrUnavailable)
@@ -242,12 +243,12 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method string, u *ur
 	}
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()
-		var e kvs.ErrorResponse
+		var e kvs.CompactedResponse
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = http.StatusText(resp.StatusCode)
 		}
-		return nil, &StatusError{Code: resp.StatusCode, Message: e.Error}
+		return nil, &StatusError{Code: resp.StatusCode, Message: e.Error, Oldest: e.Oldest}
 	}
 	return resp, nil
 }
@@ -299,10 +300,23 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, cond kvs.Con
 	if !cond.Satisfiable() {
 		return 0, kvs.ErrPrecondition
 	}
+	return c.putQuery(ctx, key, value, cond, nil)
+}
+
+// putQuery is Put with query parameters.
+func (c *Client) putQuery(ctx context.Context, key string, value []byte, cond kvs.Cond, q url.Values) (int64, error) {
+	if err := kvs.ValidateKey(key); err != nil {
+		return 0, err
+	}
+	if !cond.Satisfiable() {
+		return 0, kvs.ErrPrecondition
+	}
 	if value == nil {
 		value = []byte{}
 	}
-	resp, err := c.do(ctx, http.MethodPut, c.keyURL(key), value, condHeader(cond))
+	u := c.keyURL(key)
+	u.RawQuery = q.Encode()
+	resp, err := c.do(ctx, http.MethodPut, u, value, condHeader(cond))
 	if err != nil {
 		return 0, err
 	}

@@ -28,6 +28,7 @@ var (
 type StatusError struct {
 	Code    int
 	Message string
+	Oldest  int64 // on a 410 Gone, the oldest revision a watch may resume after
 }
 
 func (e *StatusError) Error() string {

@@ -284,7 +284,7 @@ func TestPgbenchScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(get, `\set k random(10000000, 10000099)`) || !strings.Contains(get, "FROM kv WHERE key = :k;") {
+	if !strings.Contains(get, `\set k random(10000000, 10000099)`) || !strings.Contains(get, "FROM kv WHERE key = :k AND (expires IS NULL OR expires > now());") {
 		t.Errorf("get script:\n%s", get)
 	}
 	put, err := PgbenchScript(OpPut, putSQL, 100)

@@ -322,3 +322,31 @@ func (p *Policy) Allow(peer Peer, op Op, key string) (string, error) {
 	}
 	return "", fmt.Errorf("%w: %s may not %s %q", kvs.ErrForbidden, strings.Join(matched, ", "), op, key)
 }
+
+// AllowAnywhere decides whether peer may do op on the keys of at least one
+// prefix (a lease is granted before it has keys: it needs write somewhere).
+// It returns the identity that allowed it, as Allow does; a nil policy
+// allows everything.
+func (p *Policy) AllowAnywhere(peer Peer, op Op) (string, error) {
+	c := peer.Cert
+	if p == nil {
+		return c.Subject.CommonName, nil
+	}
+	matched := false
+	for _, id := range Of(c) {
+		for _, i := range p.byID[id] {
+			e := &p.entries[i]
+			if !e.issuer.matches(peer.Issuer) {
+				continue
+			}
+			matched = true
+			if e.ops[op] && (keyless(op) || len(e.prefixes) > 0) {
+				return e.name, nil
+			}
+		}
+	}
+	if !matched {
+		return "", fmt.Errorf("%w: identity %q is not in the policy", kvs.ErrForbidden, c.Subject.CommonName)
+	}
+	return "", fmt.Errorf("%w: %q may not %s anywhere", kvs.ErrForbidden, c.Subject.CommonName, op)
+}

@@ -108,7 +108,7 @@ func (s *Store) put(ctx context.Context, key string, value []byte) (int64, error
 func (s *Store) putOne(ctx context.Context, key string, value []byte) (int64, error) {
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	version, err := putTx(qctx, s.pool, key, value, kvs.Cond{})
+	version, err := putTx(qctx, s.pool, key, value, kvs.Cond{}, pgLease{})
 	if err != nil {
 		return 0, s.fail(ctx, "postgres put", err)
 	}

@@ -168,6 +168,14 @@ func (s *Store) Restore(ctx context.Context, src kvs.SnapshotSource, opts Restor
 			return 0, s.fail(ctx, "restore postgres store", err)
 		}
 	}
+	// The change log and the leases of what was replaced are gone: a watch
+	// from before the restore answers 410 Gone.
+	if _, err := tx.Exec(ctx, `TRUNCATE kv_changes, kv_leases`); err != nil {
+		return 0, s.fail(ctx, "restore postgres store", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE kv_compacted SET rev = (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM kv_revision)`); err != nil {
+		return 0, s.fail(ctx, "restore postgres store", err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, s.fail(ctx, "restore postgres store", err)
 	}

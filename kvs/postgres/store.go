@@ -27,37 +27,58 @@ import (
 // store's schema. They are kept plain so that `kvsctl bench` can replay
 // them with pgbench.
 const (
-	sqlGet = `SELECT value, version, updated FROM kv WHERE key = $1`
+	sqlGet = `SELECT value, version, updated FROM kv WHERE key = $1 AND (expires IS NULL OR expires > now())`
 
 	// sqlGetMany is sqlGet for the distinct keys of a batch of Gets ($1 is
 	// a text array).
-	sqlGetMany = `SELECT key, value, version, updated FROM kv WHERE key = ANY($1)`
+	sqlGetMany = `SELECT key, value, version, updated FROM kv WHERE key = ANY($1) AND (expires IS NULL OR expires > now())`
 
 	// sqlUpsert is an unconditional Put. An update draws its version
 	// again once it holds the row lock: the one in the proposed row was
 	// drawn before waiting for the lock, so a Put that waited behind a
 	// later one would otherwise commit a lower version over a higher one
 	// (TestPostgresPutVersionsGrow). The insert's draw is then unused.
-	sqlUpsert = `INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())
-ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = nextval('kv_revision'), updated = excluded.updated
-RETURNING version`
+	// Like every write it logs the change in kv_changes in the same
+	// statement (see changes.go).
+	sqlUpsert = `WITH w AS (INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = nextval('kv_revision'), updated = excluded.updated, lease = NULL, expires = NULL
+RETURNING key, value, version)
+INSERT INTO kv_changes (rev, key, kind, value) SELECT version, key, 'p', value FROM w RETURNING rev`
 
 	// sqlPutIfVersion is a Put with kvs.Cond.IfVersion; no row means
-	// kvs.ErrPrecondition (the key is missing or has another version).
-	sqlPutIfVersion = `UPDATE kv SET value = $2, version = nextval('kv_revision'), updated = now()
-WHERE key = $1 AND version = $3 RETURNING version`
+	// kvs.ErrPrecondition (the key is missing or has another version). $4
+	// and $5 are the lease and its deadline (NULL for none).
+	sqlPutIfVersion = `WITH w AS (UPDATE kv SET value = $2, version = nextval('kv_revision'), updated = now(), lease = $4, expires = $5
+WHERE key = $1 AND version = $3 AND (expires IS NULL OR expires > now()) RETURNING key, value, version)
+INSERT INTO kv_changes (rev, key, kind, value) SELECT version, key, 'p', value FROM w RETURNING rev`
 
 	// sqlPutCreateOnly is a Put with kvs.Cond.CreateOnly; no row means the key
-	// exists.
-	sqlPutCreateOnly = `INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, nextval('kv_revision'), now())
-ON CONFLICT (key) DO NOTHING RETURNING version`
+	// exists (a key whose lease expired counts as missing and is replaced).
+	// $3 and $4 are the lease and its deadline (NULL for none).
+	sqlPutCreateOnly = `WITH w AS (INSERT INTO kv (key, value, version, updated, lease, expires) VALUES ($1, $2, nextval('kv_revision'), now(), $3, $4)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = nextval('kv_revision'), updated = excluded.updated,
+    lease = excluded.lease, expires = excluded.expires
+  WHERE kv.expires <= now()
+RETURNING key, value, version)
+INSERT INTO kv_changes (rev, key, kind, value) SELECT version, key, 'p', value FROM w RETURNING rev`
 
-	sqlDelete          = `DELETE FROM kv WHERE key = $1`
-	sqlDeleteIfVersion = `DELETE FROM kv WHERE key = $1 AND version = $2`
+	// sqlUpsertLease is sqlUpsert binding the key to lease $3 until $4.
+	sqlUpsertLease = `WITH w AS (INSERT INTO kv (key, value, version, updated, lease, expires) VALUES ($1, $2, nextval('kv_revision'), now(), $3, $4)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = nextval('kv_revision'), updated = excluded.updated,
+    lease = excluded.lease, expires = excluded.expires
+RETURNING key, value, version)
+INSERT INTO kv_changes (rev, key, kind, value) SELECT version, key, 'p', value FROM w RETURNING rev`
+
+	// sqlDelete and sqlDeleteIfVersion delete a key and log the delete
+	// with a revision of its own; the command tag counts the rows.
+	sqlDelete = `WITH d AS (DELETE FROM kv WHERE key = $1 AND (expires IS NULL OR expires > now()) RETURNING key)
+INSERT INTO kv_changes (rev, key, kind) SELECT nextval('kv_revision'), key, 'd' FROM d`
+	sqlDeleteIfVersion = `WITH d AS (DELETE FROM kv WHERE key = $1 AND version = $2 AND (expires IS NULL OR expires > now()) RETURNING key)
+INSERT INTO kv_changes (rev, key, kind) SELECT nextval('kv_revision'), key, 'd' FROM d`
 
 	// sqlVersion tells kvs.ErrNotFound from kvs.ErrPrecondition after a
 	// conditional Delete removed nothing.
-	sqlVersion = `SELECT version FROM kv WHERE key = $1`
+	sqlVersion = `SELECT version FROM kv WHERE key = $1 AND (expires IS NULL OR expires > now())`
 
 	// sqlListRange lists keys in [$2, $3) after $1: $3 is the least string
 	// greater than every string starting with the prefix $2 (see
@@ -65,13 +86,13 @@ ON CONFLICT (key) DO NOTHING RETURNING version`
 	// sides even in a generic plan. LIMIT is the page size plus one, to
 	// learn whether more remain.
 	sqlListRange = `SELECT key, version, octet_length(value), updated FROM kv
-WHERE key > $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4`
+WHERE key > $1 AND key >= $2 AND key < $3 AND (expires IS NULL OR expires > now()) ORDER BY key LIMIT $4`
 
 	// sqlListFrom lists keys >= $2 after $1: used for an empty prefix, and
 	// for a prefix with no upper bound (all U+10FFFF), where every greater
 	// key starts with the prefix.
 	sqlListFrom = `SELECT key, version, octet_length(value), updated FROM kv
-WHERE key > $1 AND key >= $2 ORDER BY key LIMIT $3`
+WHERE key > $1 AND key >= $2 AND (expires IS NULL OR expires > now()) ORDER BY key LIMIT $3`
 )
 
 var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -82,6 +103,8 @@ type Store struct {
 	timeout time.Duration     // per-operation context deadline
 	puts    *pgBatcher[pgPut] // groups concurrent unconditional Puts
 	gets    *pgBatcher[pgGet] // groups concurrent Gets
+	feed    *changeFeed       // the head of the change log and its waiters
+	log     *slog.Logger
 }
 
 var _ kvs.Store = (*Store)(nil)
@@ -180,7 +203,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	// The server's statement_timeout fires first and leaves the
 	// connection usable; the client deadline is the backstop for a server
 	// that does not answer at all.
-	s := &Store{pool: pool, timeout: timeout + max(timeout/5, 100*time.Millisecond)}
+	s := &Store{pool: pool, timeout: timeout + max(timeout/5, 100*time.Millisecond), feed: newChangeFeed(schema), log: log}
 	s.puts = &pgBatcher[pgPut]{max: pgBatchSlots(cfg.MaxConns), run: s.putBatch}
 	s.gets = &pgBatcher[pgGet]{max: pgBatchSlots(cfg.MaxConns), run: s.getBatch}
 	if err := s.migrate(ctx, schema, log); err != nil {
@@ -242,7 +265,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, c kvs.Cond) (
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	version, err := putTx(qctx, s.pool, key, value, c)
+	version, err := putTx(qctx, s.pool, key, value, c, pgLease{})
 	if err != nil && !errors.Is(err, kvs.ErrPrecondition) {
 		return 0, s.fail(ctx, "postgres put", err)
 	}
@@ -356,6 +379,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements Store. It waits for connections in use to be returned.
 func (s *Store) Close() error {
+	s.feed.close()
 	s.pool.Close()
 	return nil
 }

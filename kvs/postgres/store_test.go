@@ -304,3 +304,21 @@ func BenchmarkPostgresPut(b *testing.B) {
 		}
 	}
 }
+
+func TestPostgresWatch(t *testing.T) {
+	db := pgtest.Database(t)
+	open := func(t *testing.T) kvs.Store {
+		return openStore(t, db, pgtest.Schema(t, db), postgres.Options{MaxConns: 4})
+	}
+	kvstest.RunWatch(t, open)
+	kvstest.RunChangeLog(t, open)
+}
+
+// TestPostgresLease runs the lease suite on the database's clock: it
+// sleeps through the TTLs.
+func TestPostgresLease(t *testing.T) {
+	db := pgtest.Database(t)
+	kvstest.RunLease(t, func(t *testing.T) (kvs.Store, func(time.Duration)) {
+		return openStore(t, db, pgtest.Schema(t, db), postgres.Options{MaxConns: 4}), time.Sleep
+	})
+}

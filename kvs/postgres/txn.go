@@ -25,7 +25,12 @@ const (
 	// keys a transaction compares or writes: a conflicting transaction
 	// waits here rather than deadlock later, and one that changed a row
 	// since this transaction's snapshot makes it fail to serialize.
-	sqlTxnLock = `SELECT key, value, version, updated FROM kv WHERE key = ANY($1) ORDER BY key FOR UPDATE`
+	sqlTxnLock = `SELECT key, value, version, updated FROM kv WHERE key = ANY($1) AND (expires IS NULL OR expires > now())
+ORDER BY key FOR UPDATE`
+
+	// sqlTxnLockChanges comes before the branch's revision is drawn: the
+	// transaction must hold kv_changes from then on (see changes.go).
+	sqlTxnLockChanges = `LOCK TABLE kv_changes IN ROW EXCLUSIVE MODE`
 
 	// sqlTxnRevision draws the one revision of a branch's writes.
 	sqlTxnRevision = `SELECT nextval('kv_revision')`
@@ -34,11 +39,22 @@ const (
 	// one drawn.
 	sqlTxnCurrent = `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM kv_revision`
 
-	sqlTxnPut = `INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, $3, now())
-ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, updated = excluded.updated`
+	// sqlTxnPut writes a put of the branch and logs it as change $4 of
+	// the branch's revision $3.
+	sqlTxnPut = `WITH w AS (INSERT INTO kv (key, value, version, updated) VALUES ($1, $2, $3, now())
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version, updated = excluded.updated, lease = NULL, expires = NULL
+RETURNING key, value, version)
+INSERT INTO kv_changes (rev, n, key, kind, value) SELECT version, $4, key, 'p', value FROM w`
 
-	sqlTxnDeletePrefixRange = `DELETE FROM kv WHERE key >= $1 AND key < $2`
-	sqlTxnDeletePrefixFrom  = `DELETE FROM kv WHERE key >= $1`
+	// The deletes of a prefix are logged as changes $3 + 1, $3 + 2... of
+	// revision $4, in key order; keys whose lease expired go without a
+	// change (the sweep would have logged their expiry).
+	sqlTxnDeletePrefixRange = `WITH d AS (DELETE FROM kv WHERE key >= $1 AND key < $2 RETURNING key, expires)
+INSERT INTO kv_changes (rev, n, key, kind)
+SELECT $4, $3 + row_number() OVER (ORDER BY key), key, 'd' FROM d WHERE expires IS NULL OR expires > now()`
+	sqlTxnDeletePrefixFrom = `WITH d AS (DELETE FROM kv WHERE key >= $1 RETURNING key, expires)
+INSERT INTO kv_changes (rev, n, key, kind)
+SELECT $3, $2 + row_number() OVER (ORDER BY key), key, 'd' FROM d WHERE expires IS NULL OR expires > now()`
 )
 
 // pgTxnAttempts bounds how often Txn runs a transaction that failed to
@@ -141,6 +157,9 @@ func (s *Store) txnOnce(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 	rev := sqlTxnCurrent
 	if writes {
 		rev = sqlTxnRevision
+		if _, err := tx.Exec(qctx, sqlTxnLockChanges); err != nil {
+			return kvs.TxnResult{}, err
+		}
 	}
 	if err := tx.QueryRow(qctx, rev).Scan(&res.Revision); err != nil {
 		return kvs.TxnResult{}, err
@@ -158,7 +177,7 @@ func (s *Store) txnOnce(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 					value = []byte{}
 				}
 				r.Version = res.Revision
-				b.Queue(sqlTxnPut, op.Key, value, res.Revision)
+				b.Queue(sqlTxnPut, op.Key, value, res.Revision, int64(i)<<32)
 			case kvs.OpDelete:
 				b.Queue(sqlDelete, op.Key).Exec(func(tag pgconn.CommandTag) error {
 					r.Deleted = tag.RowsAffected()
@@ -167,9 +186,9 @@ func (s *Store) txnOnce(ctx context.Context, t kvs.Txn) (kvs.TxnResult, error) {
 			case kvs.OpDeletePrefix:
 				var q *pgx.QueuedQuery
 				if upper, ok := prefixUpperBound(op.Key); ok {
-					q = b.Queue(sqlTxnDeletePrefixRange, op.Key, upper)
+					q = b.Queue(sqlTxnDeletePrefixRange, op.Key, upper, int64(i)<<32, res.Revision)
 				} else {
-					q = b.Queue(sqlTxnDeletePrefixFrom, op.Key)
+					q = b.Queue(sqlTxnDeletePrefixFrom, op.Key, int64(i)<<32, res.Revision)
 				}
 				q.Exec(func(tag pgconn.CommandTag) error {
 					r.Deleted = tag.RowsAffected()

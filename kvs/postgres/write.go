@@ -30,17 +30,21 @@ type pgQuerier interface {
 // non-nil.
 
 // putTx stores value under key if c holds and returns the new version, or
-// kvs.ErrPrecondition when c does not hold.
-func putTx(ctx context.Context, q pgQuerier, key string, value []byte, c kvs.Cond) (int64, error) {
+// kvs.ErrPrecondition when c does not hold. A key whose lease expired
+// counts as missing. The key is bound to l (the zero pgLease: to none).
+func putTx(ctx context.Context, q pgQuerier, key string, value []byte, c kvs.Cond, l pgLease) (int64, error) {
 	if !c.Satisfiable() {
 		return 0, kvs.ErrPrecondition
 	}
+	lease, expires := l.args()
 	var row pgx.Row
 	switch {
 	case c.CreateOnly:
-		row = q.QueryRow(ctx, sqlPutCreateOnly, key, value)
+		row = q.QueryRow(ctx, sqlPutCreateOnly, key, value, lease, expires)
 	case c.IfVersion > 0:
-		row = q.QueryRow(ctx, sqlPutIfVersion, key, value, c.IfVersion)
+		row = q.QueryRow(ctx, sqlPutIfVersion, key, value, c.IfVersion, lease, expires)
+	case l.id != 0:
+		row = q.QueryRow(ctx, sqlUpsertLease, key, value, lease, expires)
 	default:
 		row = q.QueryRow(ctx, sqlUpsert, key, value)
 	}

@@ -31,12 +31,18 @@ var errNotSupported = errors.New("kvs: not supported by this store")
 func statusOf(err error) (int, string) {
 	var mbe *http.MaxBytesError
 	switch status := kvs.StatusOf(err); {
+	case errors.Is(err, kvs.ErrLeaseNotFound):
+		return http.StatusNotFound, "lease not found"
+	case errors.Is(err, kvs.ErrInvalidTTL):
+		return http.StatusBadRequest, strings.TrimPrefix(err.Error(), "kvs: ")
 	case status == http.StatusNotFound:
 		return status, "key not found"
 	case status == http.StatusPreconditionFailed:
 		return status, "version precondition failed"
 	case status == http.StatusBadRequest, status == http.StatusForbidden, status == http.StatusRequestEntityTooLarge:
 		return status, err.Error()
+	case status == http.StatusGone:
+		return status, "revision compacted"
 	case errors.Is(err, errNotSupported):
 		return http.StatusNotImplemented, err.Error()
 	case status == http.StatusServiceUnavailable, errors.Is(err, context.DeadlineExceeded):
@@ -149,7 +155,7 @@ func (s *Server) handleKey(w http.ResponseWriter, r *http.Request) {
 		case "get":
 			return s.get(w, r, key)
 		case "put":
-			return s.put(w, r, key)
+			return s.put(w, r, key, identity)
 		}
 		return s.delete(w, r, key)
 	}()
@@ -184,7 +190,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, key string) (int, i
 	return http.StatusOK, n
 }
 
-func (s *Server) put(w http.ResponseWriter, r *http.Request, key string) (int, int) {
+func (s *Server) put(w http.ResponseWriter, r *http.Request, key, identity string) (int, int) {
+	if err := checkParams(r.URL.Query(), "ttl", "lease"); err != nil {
+		return s.fail(w, "put", err)
+	}
 	cond, err := condition(r)
 	if err != nil {
 		return s.fail(w, "put", err)
@@ -196,7 +205,12 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, key string) (int, i
 	if err != nil {
 		return s.fail(w, "put", err)
 	}
-	v, err := s.cfg.Store.Put(r.Context(), key, value, cond)
+	var v int64
+	if q := r.URL.Query(); q.Has("ttl") || q.Has("lease") {
+		v, err = s.putLease(r.Context(), r, identity, key, value, cond)
+	} else {
+		v, err = s.cfg.Store.Put(r.Context(), key, value, cond)
+	}
 	if err != nil {
 		return s.fail(w, "put", err)
 	}
@@ -302,6 +316,12 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if identity, err = s.authorize(r, policy.OpList, prefix); err != nil {
 			return s.fail(w, "list", err)
+		}
+		if q.Has("wait") || q.Has("index") {
+			if err := checkParams(q, "prefix", "after", "limit", "wait", "index"); err != nil {
+				return s.fail(w, "list", err)
+			}
+			return s.longPoll(w, r, prefix, q.Get("after"), limit)
 		}
 		keys, next, err := s.cfg.Store.List(r.Context(), prefix, q.Get("after"), limit)
 		if err != nil {

@@ -14,9 +14,13 @@ type metrics struct {
 	refused     *prometheus.CounterVec
 	storeErrors *prometheus.CounterVec
 	conns       prometheus.Gauge
+
+	watchers     prometheus.Gauge
+	watchEvents  prometheus.Counter
+	watchDropped *prometheus.CounterVec
 }
 
-var metricOps = []string{"get", "put", "delete", "delete_prefix", "list", "txn", "snapshot", "health", "metrics", "other"}
+var metricOps = []string{"get", "put", "delete", "delete_prefix", "list", "txn", "snapshot", "watch", "lease", "health", "metrics", "other"}
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -34,6 +38,15 @@ func newMetrics() *metrics {
 			Name: "kvs_open_connections", Help: "Connections currently open.",
 		}),
 		duration: map[string]prometheus.Observer{},
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kvs_watchers", Help: "Watches (server-sent event streams) currently open.",
+		}),
+		watchEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvs_watch_events_total", Help: "Changes sent to watchers.",
+		}),
+		watchDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvs_watch_dropped_total", Help: "Watches the server ended because the client did not read: its buffer was full (slow_reader) or a write timed out (write_timeout).",
+		}, []string{"reason"}),
 	}
 	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "kvs_request_duration_seconds",
@@ -43,7 +56,9 @@ func newMetrics() *metrics {
 	for _, op := range metricOps {
 		m.duration[op] = hist.WithLabelValues(op)
 	}
-	m.reg.MustRegister(m.requests, hist, m.refused, m.storeErrors, m.conns,
+	m.watchDropped.WithLabelValues("slow_reader")
+	m.watchDropped.WithLabelValues("write_timeout")
+	m.reg.MustRegister(m.requests, hist, m.refused, m.storeErrors, m.conns, m.watchers, m.watchEvents, m.watchDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -81,6 +96,8 @@ func codeLabel(code int) string {
 		return "404"
 	case 405:
 		return "405"
+	case 410:
+		return "410"
 	case 412:
 		return "412"
 	case 413:

@@ -64,6 +64,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if f := s.cfg.CRLFetcher; f != nil {
 		wg.Go(func() { f.Run(ctx) })
 	}
+	defer s.watchStop()
+	if l := s.leaser(); l != nil && s.cfg.SweepInterval > 0 {
+		wg.Go(func() { s.sweep(ctx, l, s.cfg.SweepInterval) })
+	}
+	if r := s.cfg.WatchRetention; s.hub != nil && r != (kvs.Retention{}) {
+		wg.Go(func() { s.pruneChanges(ctx, r) })
+	}
 	if s.cfg.ReloadInterval > 0 {
 		rs := []reloader{s.tls}
 		if s.policy != nil {
@@ -157,4 +164,23 @@ func (s *Server) ready(ctx context.Context) error {
 		return fmt.Errorf("store: %w", kvs.ErrUnavailable)
 	}
 	return nil
+}
+
+// pruneChanges keeps the change log within r until ctx ends. Servers
+// sharing a database may all prune: pruning twice forgets nothing more.
+func (s *Server) pruneChanges(ctx context.Context, r kvs.Retention) {
+	t := time.NewTicker(s.cfg.WatchPruneInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if _, err := s.hub.log.Prune(pctx, r); err != nil && ctx.Err() == nil {
+			s.log.Warn("pruning the change log failed", "retention", r.String(), "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -60,6 +60,28 @@ type Config struct {
 	IdleTimeout       time.Duration // 0 means DefaultIdleTimeout
 	ShutdownTimeout   time.Duration // in-flight requests get this long; 0 means DefaultShutdownTimeout
 
+	// WatchHeartbeat is how often an idle watch stream gets a comment
+	// line, so that proxies keep it open; 0 means DefaultWatchHeartbeat.
+	WatchHeartbeat time.Duration
+	// WatchBuffer is how many changes the server holds for one watcher
+	// that does not read; past it the watch is dropped. 0 means
+	// DefaultWatchBuffer.
+	WatchBuffer int
+	// WatchWriteTimeout drops a watcher whose connection accepts no data
+	// for that long; 0 means DefaultWatchWriteTimeout.
+	WatchWriteTimeout time.Duration
+	// WatchRetention is the history of the change log Run keeps, pruning
+	// the rest every WatchPruneInterval (0: DefaultWatchPrune); the zero
+	// Retention keeps everything.
+	WatchRetention     kvs.Retention
+	WatchPruneInterval time.Duration
+
+	// SweepInterval is how often Run deletes the keys whose lease
+	// expired (they are invisible from their deadline on anyway); 0 means
+	// DefaultSweepInterval, a negative value never (tests of expiry
+	// without a sweeper).
+	SweepInterval time.Duration
+
 	// ReloadInterval is how often Run checks the certificate, CRL and
 	// policy files for changes; 0 means only on SIGHUP (or Reload).
 	ReloadInterval time.Duration
@@ -96,6 +118,10 @@ type Server struct {
 	metrics *metrics
 	http    *http.Server
 
+	hub       *hub               // the watches; nil when the store keeps no change log
+	watchCtx  context.Context    // ends watches at shutdown
+	watchStop context.CancelFunc // ends watchCtx
+
 	metricsHandler http.Handler
 	observe        observers
 	refusals       *logLimiter // caps the "tls handshake refused" lines
@@ -131,7 +157,20 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.WriteTimeout, DefaultWriteTimeout)
 	def(&cfg.IdleTimeout, DefaultIdleTimeout)
 	def(&cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	def(&cfg.WatchHeartbeat, DefaultWatchHeartbeat)
+	def(&cfg.WatchWriteTimeout, DefaultWatchWriteTimeout)
+	def(&cfg.WatchPruneInterval, DefaultWatchPrune)
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.WatchBuffer <= 0 {
+		cfg.WatchBuffer = DefaultWatchBuffer
+	}
 	s := &Server{cfg: cfg, log: orDiscard(cfg.Logger), metrics: newMetrics()}
+	s.watchCtx, s.watchStop = context.WithCancel(context.Background())
+	if cl, ok := cfg.Store.(kvs.ChangeLog); ok {
+		s.hub = newHub(cl, s.log, cfg.WatchBuffer, s.metrics.watchDropped.WithLabelValues("slow_reader").Inc)
+	}
 	if f := cfg.CRLFetcher; f != nil {
 		s.metrics.reg.MustRegister(f.Collectors()...)
 	}
@@ -174,14 +213,26 @@ func New(cfg Config) (*Server, error) {
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
 	})
 	s.mux.HandleFunc("GET "+kvs.HealthPath, s.handleHealth)
+	s.mux.HandleFunc("GET "+kvs.WatchPath, s.handleWatch)
+	s.mux.HandleFunc("POST "+kvs.LeasePath, s.handleLease)
+	s.mux.HandleFunc("GET "+kvs.LeasePath+"/{id}", s.handleLease)
+	s.mux.HandleFunc("DELETE "+kvs.LeasePath+"/{id}", s.handleLease)
+	s.mux.HandleFunc("POST "+kvs.LeasePath+"/{id}/keepalive", s.handleLease)
+	s.mux.HandleFunc(kvs.LeasePath+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use GET or DELETE /v1/lease/ID, POST /v1/lease/ID/keepalive")
+	})
 	s.metricsHandler = promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
 	s.mux.HandleFunc("GET "+kvs.MetricsPath, s.handleMetrics)
 	// Other methods on those paths: 405, not the catch-all's 404.
+	s.mux.HandleFunc(kvs.LeasePath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
+	})
 	s.mux.HandleFunc(kvs.ListPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use GET, or DELETE with ?prefix=")
 	})
-	for _, path := range []string{kvs.HealthPath, kvs.MetricsPath, kvs.SnapshotPath} {
+	for _, path := range []string{kvs.WatchPath, kvs.HealthPath, kvs.MetricsPath, kvs.SnapshotPath} {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use GET")
@@ -201,6 +252,7 @@ func New(cfg Config) (*Server, error) {
 		ConnState:         s.connState,
 		ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return withPeerCache(ctx, c) },
 	}
+	s.http.RegisterOnShutdown(s.watchStop)
 	configureHTTP2(s.http)
 	return s, nil
 }
@@ -286,6 +338,9 @@ func (s *Server) connState(_ net.Conn, st http.ConnState) {
 // certificate was revoked after the handshake, or while the CRL is not
 // current, is refused with 403.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 {
+		reserveStack(0)
+	}
 	if err := s.tls.checkRequest(r.Context(), r.TLS); err != nil {
 		start := time.Now()
 		msg := "client certificate no longer accepted: " + string(ReasonOf(err))

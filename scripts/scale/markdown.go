@@ -121,7 +121,7 @@ func writeMarkdown(w io.Writer, fg *figures, plots string) {
 	}
 	img("policy.png", "GET per second by policy size")
 
-	fmt.Fprintf(w, "\n## Idle connections\n\n`kvsctl bench hold --http2` opens N mutual-TLS connections (one request each, then idle) to a fresh server; the figure is the growth of the server's VmRSS divided by N, for serve and for the bare server.\n\n| connections | serve KiB/conn | bare KiB/conn |\n|---|---|---|\n")
+	fmt.Fprintf(w, "\n## Idle connections\n\n`kvsctl bench hold --http2` opens N mutual-TLS connections (one request each, then idle) to a fresh server; the figure is the growth of the server's VmRSS divided by N, for serve and for the bare server. %s\n\n| connections | serve KiB/conn | bare KiB/conn |\n|---|---|---|\n", fg.meta["limit"])
 	for _, x := range idle {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", num(x, true), num(fg.get("idle", "serve_kib_per_conn", x)), num(fg.get("idle", "bare_kib_per_conn", x)))
 	}

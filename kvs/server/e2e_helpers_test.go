@@ -94,6 +94,13 @@ type testServer struct {
 // otherwise.
 func startServer(t testing.TB, d pki.Dir, store kvs.Store, mutate func(*Config)) *testServer {
 	t.Helper()
+	return startServerAt(t, d, store, "127.0.0.1:0", mutate)
+}
+
+// startServerAt is startServer on a given address (to restart a server
+// where its clients expect it): it waits for the address to be free.
+func startServerAt(t testing.TB, d pki.Dir, store kvs.Store, addr string, mutate func(*Config)) *testServer {
+	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	files, err := d.ServerFiles()
@@ -116,10 +123,11 @@ func startServer(t testing.TB, d pki.Dir, store kvs.Store, mutate func(*Config))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var ln net.Listener
+	waitFor(t, 10*time.Second, "the address to be free", func() bool {
+		ln, err = net.Listen("tcp", addr)
+		return err == nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, ln) }()

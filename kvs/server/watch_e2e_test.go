@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,50 +23,7 @@ import (
 	"github.com/kvsctl/kvsctl/kvs/client"
 	"github.com/kvsctl/kvsctl/kvs/postgres"
 	"github.com/kvsctl/kvsctl/kvs/postgres/pgtest"
-	"github.com/kvsctl/kvsctl/pki"
 )
-
-// startServerAt is startServer on a given address (to restart a server
-// where its clients expect it).
-func startServerAt(t *testing.T, d pki.Dir, store kvs.Store, addr string, mutate func(*Config)) *testServer {
-	t.Helper()
-	files, err := d.ServerFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Files: files, Store: store}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ln net.Listener
-	waitFor(t, 10*time.Second, "the address to be free", func() bool {
-		ln, err = net.Listen("tcp", addr)
-		return err == nil
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, ln) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("serve: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Error("server did not shut down within 20s")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return &testServer{addr: ln.Addr().String(), srv: srv, store: store, stop: stop}
-}
 
 // op is one write of the cross-server test and what its event must be.
 type op struct {

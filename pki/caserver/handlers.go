@@ -144,54 +144,54 @@ func (s *Server) audit(r *http.Request, op, outcome, identity, serial string, er
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	var req EnrollRequest
 	if err := readJSON(w, r, &req); err != nil {
-		s.audit(r, "enroll", "refused", "", "", err)
-		writeError(w, http.StatusBadRequest, err)
+		s.refuse(w, r, "enroll", "refused", "", "", http.StatusBadRequest, err)
 		return
 	}
 	key := "token:" + tokenKey(req.Token)
 	if !s.limit.allow("enroll-addr:"+peerAddr(r), s.cfg.EnrollPerMinute, defaultEnrollRate) || !s.limit.allow(key, s.cfg.EnrollPerMinute, defaultEnrollRate) {
 		err := errors.New("too many enrollments: slow down")
-		s.audit(r, "enroll", "rate-limited", "", "", err)
-		writeError(w, http.StatusTooManyRequests, err)
+		s.refuse(w, r, "enroll", "rate-limited", "", "", http.StatusTooManyRequests, err)
 		return
 	}
 	iss, err := pki.Enroll(r.Context(), pki.EnrollOptions{
 		Dir: s.cfg.Dir, Token: req.Token, CSR: []byte(req.CSR), Profile: pki.Profile(req.Profile), TTL: s.cfg.CertTTL, Now: s.cfg.Now(),
 	})
 	if err != nil {
-		s.audit(r, "enroll", "refused", "", "", err)
-		writeError(w, statusOf(err), err)
+		s.refuse(w, r, "enroll", "refused", "", "", statusOf(err), err)
 		return
 	}
 	s.audit(r, "enroll", "ok", iss.Record.Name, iss.Record.Serial, nil)
 	s.writeCertificate(w, http.StatusCreated, iss)
 }
 
+// refuse records a refused request in the audit log and answers it with
+// status and err.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, op, outcome, id, serial string, status int, err error) {
+	s.audit(r, op, outcome, id, serial, err)
+	writeError(w, status, err)
+}
+
 func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 	cur := s.peerCert(r)
 	if cur == nil {
 		err := errors.New("renewal needs mutual TLS with the current certificate")
-		s.audit(r, "renew", "refused", "", "", err)
-		writeError(w, http.StatusUnauthorized, err)
+		s.refuse(w, r, "renew", "refused", "", "", http.StatusUnauthorized, err)
 		return
 	}
 	id, serial := cur.Subject.CommonName, pki.SerialHex(cur)
 	var req RenewRequest
 	if err := readJSON(w, r, &req); err != nil {
-		s.audit(r, "renew", "refused", id, serial, err)
-		writeError(w, http.StatusBadRequest, err)
+		s.refuse(w, r, "renew", "refused", id, serial, http.StatusBadRequest, err)
 		return
 	}
 	if !s.limit.allow("renew:"+serial, s.cfg.RenewPerMinute, defaultRenewRate) {
 		err := errors.New("too many renewals for this certificate: slow down")
-		s.audit(r, "renew", "rate-limited", id, serial, err)
-		writeError(w, http.StatusTooManyRequests, err)
+		s.refuse(w, r, "renew", "rate-limited", id, serial, http.StatusTooManyRequests, err)
 		return
 	}
 	iss, err := pki.RenewCSR(r.Context(), pki.RenewCSROptions{Dir: s.cfg.Dir, Current: cur, CSR: []byte(req.CSR), Now: s.cfg.Now()})
 	if err != nil {
-		s.audit(r, "renew", "refused", id, serial, err)
-		writeError(w, statusOf(err), err)
+		s.refuse(w, r, "renew", "refused", id, serial, statusOf(err), err)
 		return
 	}
 	s.audit(r, "renew", "ok", id, serial+"->"+iss.Record.Serial, nil)
@@ -202,41 +202,35 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	cur := s.peerCert(r)
 	if cur == nil {
 		err := errors.New("revocation needs mutual TLS with an admin's certificate")
-		s.audit(r, "revoke", "refused", "", "", err)
-		writeError(w, http.StatusUnauthorized, err)
+		s.refuse(w, r, "revoke", "refused", "", "", http.StatusUnauthorized, err)
 		return
 	}
 	id := s.admin(cur)
 	var req RevokeRequest
 	if err := readJSON(w, r, &req); err != nil {
-		s.audit(r, "revoke", "refused", cur.Subject.CommonName, "", err)
-		writeError(w, http.StatusBadRequest, err)
+		s.refuse(w, r, "revoke", "refused", cur.Subject.CommonName, "", http.StatusBadRequest, err)
 		return
 	}
 	if id == "" {
 		err := fmt.Errorf("%s is not an admin of this CA", cur.Subject.CommonName)
-		s.audit(r, "revoke", "refused", cur.Subject.CommonName, req.Serial, err)
-		writeError(w, http.StatusForbidden, err)
+		s.refuse(w, r, "revoke", "refused", cur.Subject.CommonName, req.Serial, http.StatusForbidden, err)
 		return
 	}
 	if e, which, err := pki.RevocationOf(s.cfg.Dir, cur); err != nil || e != nil {
 		if err == nil {
 			err = fmt.Errorf("the admin's certificate chain is revoked (serial %s)", pki.SerialHex(which))
 		}
-		s.audit(r, "revoke", "refused", id, req.Serial, err)
-		writeError(w, http.StatusForbidden, err)
+		s.refuse(w, r, "revoke", "refused", id, req.Serial, http.StatusForbidden, err)
 		return
 	}
 	if !s.limit.allow("revoke:"+id, s.cfg.RenewPerMinute, defaultRenewRate) {
 		err := errors.New("too many revocations: slow down")
-		s.audit(r, "revoke", "rate-limited", id, req.Serial, err)
-		writeError(w, http.StatusTooManyRequests, err)
+		s.refuse(w, r, "revoke", "rate-limited", id, req.Serial, http.StatusTooManyRequests, err)
 		return
 	}
 	rv, err := pki.Revoke(r.Context(), pki.RevokeOptions{Dir: s.cfg.Dir, Target: pki.NormalizeSerial(req.Serial), Reason: req.Reason, CRLDays: s.cfg.CRLDays, Now: s.cfg.Now()})
 	if err != nil {
-		s.audit(r, "revoke", "refused", id, req.Serial, err)
-		writeError(w, statusOf(err), err)
+		s.refuse(w, r, "revoke", "refused", id, req.Serial, statusOf(err), err)
 		return
 	}
 	s.audit(r, "revoke", "ok", id, rv.Record.Serial, nil)
